@@ -1,0 +1,1 @@
+//! ringraft: a thread-per-core Raft server, a load generator and a benchmark harness.
