@@ -2,9 +2,9 @@
 //! "resemble" index (tag -> ids).
 //!
 //! Every replica applies the same committed entries in the same order and must reach the same
-//! state and the same replies, so this module is pure: no I/O, no clock, no randomness, and no
-//! iteration over hash maps where order would show. The only time it sees is the leader
-//! timestamp (`timestamp_ms`) carried by each entry.
+//! state and the same replies. So this module is pure: it does no I/O, reads no clock, draws no
+//! random numbers and never lets hash-map order show in a result. The only time it sees is the
+//! leader timestamp (`timestamp_ms`) carried by each entry.
 //!
 //! # Sessions and exactly-once commands
 //!
@@ -61,8 +61,8 @@ pub use sessions::{SessionInfo, MAX_REMEMBERED_EXPIRED};
 
 use sessions::{SequenceCheck, SessionTable};
 
-/// The outcome of applying one entry, for the consensus core to answer the client that proposed
-/// it. Variants that carry `index` carry the index of the entry just applied.
+/// The outcome of applying one entry, which the consensus core turns into the reply to the
+/// client that proposed it. Variants that carry `index` carry the index of the entry just applied.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     /// A leader's first entry; every open session's timer was reset.
@@ -96,8 +96,8 @@ pub enum Applied {
     },
 }
 
-/// What the state machine knows about a `(session, sequence)` pair, for answering a retried
-/// command without proposing it again.
+/// State of a `(session, sequence)` pair, used to reply to a retried command without proposing
+/// it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandStatus {
     /// Applied at `index`, and the result is still cached.
@@ -371,13 +371,13 @@ impl StateMachine {
         self.index.query(query)
     }
 
-    /// The resemble index, for checkers and status.
+    /// Returns the resemble index, for checkers and status.
     pub fn resemble_index(&self) -> &ResembleIndex {
         &self.index
     }
 
-    /// Looks up `(session, sequence)` so that a retried command can be answered without
-    /// proposing it again.
+    /// Looks up `(session, sequence)` so that the leader can reply to a retried command
+    /// without proposing it again.
     pub fn command_status(&self, session: SessionId, sequence: u64) -> CommandStatus {
         let Some(open) = self.sessions.get(session) else {
             if self.sessions.is_remembered_expired(session) {
@@ -398,7 +398,7 @@ impl StateMachine {
         }
     }
 
-    /// The open session `id`, if any.
+    /// Returns the open session `id`, if any.
     pub fn session(&self, id: SessionId) -> Option<&SessionInfo> {
         self.sessions.get(id).map(|session| session.info())
     }
@@ -415,7 +415,7 @@ impl StateMachine {
             .map_or(0, |session| session.cached_results())
     }
 
-    /// Whether `id` expired and is still remembered (see [`MAX_REMEMBERED_EXPIRED`]).
+    /// Returns whether `id` expired and is still remembered (see [`MAX_REMEMBERED_EXPIRED`]).
     pub fn is_expired(&self, id: SessionId) -> bool {
         self.sessions.is_remembered_expired(id)
     }

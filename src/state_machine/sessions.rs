@@ -3,8 +3,8 @@
 //! A session is opened by a Register entry and named by that entry's log index. Each session
 //! keeps the highest command sequence applied and the result of every applied sequence the
 //! client has not yet acknowledged. A keep-alive acknowledges results up to its
-//! `command_sequence`, and only then are they dropped. So a retried command is answered from the
-//! cache and never applied twice.
+//! `command_sequence`, and only then are they dropped. So a retried command gets its result from
+//! the cache and is never applied twice.
 //!
 //! Invariant: every sequence in `(released_sequence, last_applied_sequence]` has a cached
 //! result, and no other sequence does. A keep-alive that acknowledges more than was applied
@@ -20,11 +20,11 @@ use ringraft_protocol::{ClientError, CommandResult, LogIndex, NodeId, SessionId}
 
 /// Maximum number of expired session ids remembered so that later requests of those sessions get
 /// [`ClientError::SessionExpired`]. Beyond it the oldest are forgotten and their requests get
-/// [`ClientError::UnknownSession`], which also tells the client to register again. A client
+/// [`ClientError::UnknownSession`], after which the client also registers again. A client
 /// normally learns of the expiry at its next keep-alive, well before 16 384 other sessions expire.
 pub const MAX_REMEMBERED_EXPIRED: usize = 16_384;
 
-/// What a replica knows about one open session.
+/// State of one open session, the same on every replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
     /// Log index of the Register entry that opened the session.
@@ -53,8 +53,8 @@ impl SessionInfo {
         self.last_activity_ms.saturating_add(self.timeout_ms)
     }
 
-    /// Whether the session has been idle for longer than its timeout at `now_ms`. A `now_ms`
-    /// before the last activity (a clock behind the one that stamped it) never expires it.
+    /// Returns whether the session has been idle for longer than its timeout at `now_ms`. A
+    /// `now_ms` before the last activity (a clock behind the one that stamped it) never expires it.
     pub fn is_expired_at(&self, now_ms: u64) -> bool {
         now_ms > self.expires_after_ms()
     }
@@ -68,7 +68,7 @@ pub struct CachedResult {
     pub result: CommandResult,
 }
 
-/// How a command's sequence relates to what its session has applied.
+/// Classification of a command's sequence against what its session has applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SequenceCheck {
     /// The next sequence: apply the command.
@@ -146,7 +146,7 @@ impl Session {
         self.info.acked_event_index = self.info.acked_event_index.max(event_index);
     }
 
-    /// The cached result of `sequence`, if it was applied and not released.
+    /// Returns the cached result of `sequence`, if it was applied and not released.
     pub fn cached(&self, sequence: u64) -> Option<&CachedResult> {
         self.results.get(&sequence)
     }
@@ -185,7 +185,8 @@ impl SessionTable {
         let previous = self.open.insert(id, session);
         assert!(
             previous.is_none(),
-            "session id {id} registered twice: session ids are log indexes and each index is applied once"
+            "session id {id} registered twice: session ids are log indexes and each index is \
+             applied once"
         );
         self.by_client.insert(client_id, id);
     }
@@ -194,7 +195,7 @@ impl SessionTable {
         self.open.get(&id)
     }
 
-    /// The open session `id`, or the error a request of that session gets.
+    /// Returns the open session `id`, or the error a request of that session gets.
     pub fn open_mut(&mut self, id: SessionId) -> Result<&mut Session, ClientError> {
         if let Some(session) = self.open.get_mut(&id) {
             return Ok(session);
@@ -205,7 +206,7 @@ impl SessionTable {
         Err(ClientError::UnknownSession { session: id })
     }
 
-    /// Whether `id` is a remembered expired session (see [`MAX_REMEMBERED_EXPIRED`]).
+    /// Returns whether `id` is a remembered expired session (see [`MAX_REMEMBERED_EXPIRED`]).
     pub fn is_remembered_expired(&self, id: SessionId) -> bool {
         self.expired.contains(&id)
     }
