@@ -63,7 +63,7 @@ use sessions::{SequenceCheck, SessionTable};
 
 /// The outcome of applying one entry, which the consensus core turns into the reply to the
 /// client that proposed it. Variants that carry `index` carry the index of the entry just applied.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// A leader's first entry; every open session's timer was reset.
     Configuration,
