@@ -4,3 +4,4 @@ pub mod raft;
 pub mod state_machine;
 pub mod replay;
 pub mod harness;
+pub mod server;

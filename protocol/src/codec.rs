@@ -121,6 +121,18 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(message)
 }
 
+/// Encode a value with the frame body encoding, without a length prefix (used for log entry
+/// payloads stored on disk).
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decode a value written by [`encode_value`]; trailing bytes are an error.
+pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_body(bytes)
+}
+
 /// Buffered reader of frames from an async byte stream (a glommio `TcpStream`, for example).
 pub struct FrameReader<R> {
     inner: R,
@@ -183,6 +195,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
+    }
+
+    /// Give back the stream. Bytes read ahead of the last frame are lost, so call this only
+    /// where the peer sends nothing more until it gets an answer (after a handshake).
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }
 
