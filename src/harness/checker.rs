@@ -182,7 +182,9 @@ fn check_tag(tag: &str, ops: &TagOps<'_>, state: &[u64], report: &mut CheckRepor
         if count > 1 && duplicated.insert(id) {
             example(
                 report,
-                format!("duplicate apply: id {id} occurs {count} times in the final state of tag {tag}"),
+                format!(
+                    "duplicate apply: id {id} occurs {count} times in the final state of tag {tag}"
+                ),
             );
         }
         if !add_outcomes.contains_key(&id) {
@@ -222,13 +224,18 @@ fn check_tag(tag: &str, ops: &TagOps<'_>, state: &[u64], report: &mut CheckRepor
                 report.failed_adds_present += 1;
                 example(
                     report,
-                    format!("failed Add id {id} on tag {tag} is visible to a Query of session {}", query.session),
+                    format!(
+                        "failed Add id {id} on tag {tag} is visible to a Query of session {}",
+                        query.session
+                    ),
                 );
             }
         }
 
         let must_see = acked.partition_point(|&(acked_ns, _)| acked_ns < query.invoke_ns);
-        if let Some(&(acked_ns, missing)) = acked[..must_see].iter().find(|(_, id)| !seen.contains(id)) {
+        if let Some(&(acked_ns, missing)) =
+            acked[..must_see].iter().find(|(_, id)| !seen.contains(id))
+        {
             report.stale_reads += 1;
             example(
                 report,

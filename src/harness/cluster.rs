@@ -61,7 +61,9 @@ pub enum ClusterError {
         log: PathBuf,
         tail: String,
     },
-    #[error("no leader elected within {timeout:?}; last status: {last}; server logs are under {dir}")]
+    #[error(
+        "no leader elected within {timeout:?}; last status: {last}; server logs are under {dir}"
+    )]
     NoLeader {
         timeout: Duration,
         last: String,
@@ -206,7 +208,10 @@ impl LocalCluster {
     }
 
     fn spawn(&mut self, id: NodeId) -> Result<(), ClusterError> {
-        let node = self.nodes.get_mut(&id).ok_or(ClusterError::UnknownNode(id))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(ClusterError::UnknownNode(id))?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -290,7 +295,12 @@ impl LocalCluster {
         self.nodes.values().filter_map(ServerNode::pid).collect()
     }
 
-    fn signal(&self, id: NodeId, signal: libc::c_int, name: &'static str) -> Result<(), ClusterError> {
+    fn signal(
+        &self,
+        id: NodeId,
+        signal: libc::c_int,
+        name: &'static str,
+    ) -> Result<(), ClusterError> {
         let node = self.nodes.get(&id).ok_or(ClusterError::UnknownNode(id))?;
         let Some(pid) = node.pid() else {
             return Ok(());
@@ -326,7 +336,10 @@ impl LocalCluster {
     /// Kills a node with SIGKILL and reaps it. Its data directory stays for a restart.
     pub fn kill(&mut self, id: NodeId) -> Result<(), ClusterError> {
         self.signal(id, libc::SIGKILL, "SIGKILL")?;
-        let node = self.nodes.get_mut(&id).ok_or(ClusterError::UnknownNode(id))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or(ClusterError::UnknownNode(id))?;
         if let Some(mut child) = node.child.take() {
             let _ = child.wait();
         }
@@ -353,7 +366,9 @@ impl LocalCluster {
     pub fn reap_exited(&mut self) -> Vec<(NodeId, ExitStatus)> {
         let mut exited = Vec::new();
         for node in self.nodes.values_mut() {
-            let Some(child) = node.child.as_mut() else { continue };
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
             if let Ok(Some(status)) = child.try_wait() {
                 tracing::error!(node = node.id, %status, log = %node.log_path.display(), "server exited unexpectedly");
                 node.unexpected_exits.push(status);
@@ -424,7 +439,9 @@ impl LocalCluster {
 
         let deadline = Instant::now() + STOP_GRACE;
         for node in self.nodes.values_mut() {
-            let Some(mut child) = node.child.take() else { continue };
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
             loop {
                 match child.try_wait() {
                     Ok(Some(status)) => {
@@ -435,7 +452,10 @@ impl LocalCluster {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     _ => {
-                        tracing::warn!(node = node.id, "server did not stop after SIGTERM; sending SIGKILL");
+                        tracing::warn!(
+                            node = node.id,
+                            "server did not stop after SIGTERM; sending SIGKILL"
+                        );
                         let _ = child.kill();
                         let _ = child.wait();
                         break;
@@ -508,7 +528,10 @@ fn agreed_leader(statuses: &[NodeStatus], cluster_size: usize) -> Option<(NodeId
         .max_by_key(|status| status.term)?;
     let agreeing = statuses
         .iter()
-        .filter(|status| status.term == leader.term && (status.leader == Some(leader.id) || status.id == leader.id))
+        .filter(|status| {
+            status.term == leader.term
+                && (status.leader == Some(leader.id) || status.id == leader.id)
+        })
         .count();
     (agreeing > cluster_size / 2).then_some((leader.id, leader.term))
 }
@@ -516,7 +539,12 @@ fn agreed_leader(statuses: &[NodeStatus], cluster_size: usize) -> Option<(NodeId
 fn describe_statuses(statuses: &[NodeStatus], errors: &[String]) -> Option<String> {
     let mut parts: Vec<String> = statuses
         .iter()
-        .map(|s| format!("node{} {} in term {} (leader {:?})", s.id, s.role, s.term, s.leader))
+        .map(|s| {
+            format!(
+                "node{} {} in term {} (leader {:?})",
+                s.id, s.role, s.term, s.leader
+            )
+        })
         .collect();
     parts.extend(errors.iter().cloned());
     (!parts.is_empty()).then(|| parts.join("; "))

@@ -174,7 +174,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown unit '{other}' in '{text}' (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (use ms, s, m or h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(value * seconds_per_unit)
         .map_err(|_| format!("'{text}' is out of range"))
@@ -257,7 +261,11 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["pause:leader@10s+2.5s", "kill:node2@1.5s", "partition:all@500ms+2m"] {
+        for text in [
+            "pause:leader@10s+2.5s",
+            "kill:node2@1.5s",
+            "partition:all@500ms+2m",
+        ] {
             let spec: FaultSpec = text.parse().unwrap();
             let again: FaultSpec = spec.to_string().parse().unwrap();
             assert_eq!(spec, again, "{text} -> {spec}");
@@ -281,7 +289,10 @@ mod tests {
         for (text, reason) in cases {
             let message = text.parse::<FaultSpec>().unwrap_err().to_string();
             assert!(message.contains(text), "{message} should name {text}");
-            assert!(message.contains(reason), "{message} should contain {reason}");
+            assert!(
+                message.contains(reason),
+                "{message} should contain {reason}"
+            );
             assert!(message.contains("KIND:TARGET@START"), "{message}");
         }
     }

@@ -283,7 +283,9 @@ mod tests {
 
     fn connect(addr: SocketAddr) -> TcpStream {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream
     }
 
@@ -302,9 +304,15 @@ mod tests {
         assert_eq!(round_trip(&mut live, b"before").unwrap(), b"before");
 
         relay.cut();
-        assert!(round_trip(&mut live, b"during").is_err(), "live connection must be closed");
+        assert!(
+            round_trip(&mut live, b"during").is_err(),
+            "live connection must be closed"
+        );
         let mut fresh = connect(relay.addr());
-        assert!(round_trip(&mut fresh, b"during").is_err(), "new connection must be rejected");
+        assert!(
+            round_trip(&mut fresh, b"during").is_err(),
+            "new connection must be rejected"
+        );
 
         relay.heal();
         let mut healed = connect(relay.addr());
@@ -313,8 +321,7 @@ mod tests {
 
     #[test]
     fn isolating_node_cuts_only_its_links() {
-        let nodes: BTreeMap<NodeId, SocketAddr> =
-            (1..=3).map(|id| (id, echo_server())).collect();
+        let nodes: BTreeMap<NodeId, SocketAddr> = (1..=3).map(|id| (id, echo_server())).collect();
         let network = RelayNetwork::start(&nodes).unwrap();
 
         network.isolate(2);
@@ -330,7 +337,10 @@ mod tests {
         network.isolate(3);
         network.heal(2);
         assert!(network.peer_relays[&(1, 2)].is_cut() == false);
-        assert!(network.peer_relays[&(2, 3)].is_cut(), "node3 is still isolated");
+        assert!(
+            network.peer_relays[&(2, 3)].is_cut(),
+            "node3 is still isolated"
+        );
 
         network.heal(3);
         assert!(network.peer_relays.values().all(|relay| !relay.is_cut()));

@@ -25,9 +25,18 @@ use super::faults::{format_duration, parse_duration, FaultKind, FaultSpec, Fault
 /// Built-in scenarios, by name.
 const BUILTIN: &[(&str, &str)] = &[
     ("seed", include_str!("../../bench/scenarios/seed.toml")),
-    ("throughput", include_str!("../../bench/scenarios/throughput.toml")),
-    ("failover", include_str!("../../bench/scenarios/failover.toml")),
-    ("partition", include_str!("../../bench/scenarios/partition.toml")),
+    (
+        "throughput",
+        include_str!("../../bench/scenarios/throughput.toml"),
+    ),
+    (
+        "failover",
+        include_str!("../../bench/scenarios/failover.toml"),
+    ),
+    (
+        "partition",
+        include_str!("../../bench/scenarios/partition.toml"),
+    ),
 ];
 
 /// Name of the scenario run when `--scenario` is absent.
@@ -319,7 +328,9 @@ fn apply_flags(scenario: &mut Scenario, args: &BenchArgs) -> Result<(), Scenario
 fn parse_override_value(text: &str) -> toml::Value {
     let document = format!("value = {text}");
     match toml::from_str::<toml::Table>(&document) {
-        Ok(mut table) => table.remove("value").unwrap_or(toml::Value::String(text.into())),
+        Ok(mut table) => table
+            .remove("value")
+            .unwrap_or(toml::Value::String(text.into())),
         Err(_) => toml::Value::String(text.to_string()),
     }
 }
@@ -405,7 +416,10 @@ mod tests {
         assert_eq!(scenario.faults.len(), 1);
         assert_eq!(scenario.faults[0].kind, FaultKind::Pause);
         assert_eq!(scenario.faults[0].target, FaultTarget::Leader);
-        assert_eq!(scenario.faults[0].duration, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            scenario.faults[0].duration,
+            Some(Duration::from_millis(2500))
+        );
     }
 
     #[test]
@@ -418,7 +432,10 @@ mod tests {
         args.heartbeat_ms = Some(50);
         args.sessions = Some(7);
         args.closed_loop = true;
-        args.workload_overrides = vec!["payload_bytes=128".into(), "tag_distribution=zipfian:0.99".into()];
+        args.workload_overrides = vec![
+            "payload_bytes=128".into(),
+            "tag_distribution=zipfian:0.99".into(),
+        ];
 
         let scenario = resolve(&args).unwrap().scenario;
         assert_eq!(scenario.nodes, 5);
@@ -429,7 +446,10 @@ mod tests {
         assert_eq!(scenario.server.heartbeat_ms, Some(50));
         assert_eq!(scenario.workload["sessions"], toml::Value::Integer(7));
         assert!(!scenario.workload.contains_key("rate"));
-        assert_eq!(scenario.workload["payload_bytes"], toml::Value::Integer(128));
+        assert_eq!(
+            scenario.workload["payload_bytes"],
+            toml::Value::Integer(128)
+        );
         assert_eq!(
             scenario.workload["tag_distribution"],
             toml::Value::String("zipfian:0.99".into())
@@ -486,7 +506,8 @@ mod tests {
 
     #[test]
     fn unknown_key_rejected() {
-        let error = parse_text("name = \"x\"\nduration = \"1s\"\nnodez = 3\n", "test.toml").unwrap_err();
+        let error =
+            parse_text("name = \"x\"\nduration = \"1s\"\nnodez = 3\n", "test.toml").unwrap_err();
         let message = error.to_string();
         assert!(message.contains("test.toml"), "{message}");
         assert!(message.contains("nodez"), "{message}");
@@ -503,8 +524,16 @@ mod tests {
         assert_eq!(
             flags,
             [
-                "--storage", "mmap", "--fsync", "batch", "--cluster-id", "ringraft",
-                "--heartbeat-ms", "100", "--log-format", "json"
+                "--storage",
+                "mmap",
+                "--fsync",
+                "batch",
+                "--cluster-id",
+                "ringraft",
+                "--heartbeat-ms",
+                "100",
+                "--log-format",
+                "json"
             ]
         );
     }

@@ -5,7 +5,14 @@ use ringraft_loadgen::history::{HistoryRecord, OpKind, Outcome};
 
 use super::*;
 
-fn add(session: u32, id: u64, tag: &str, invoke_ns: u64, complete_ns: u64, outcome: Outcome) -> HistoryRecord {
+fn add(
+    session: u32,
+    id: u64,
+    tag: &str,
+    invoke_ns: u64,
+    complete_ns: u64,
+    outcome: Outcome,
+) -> HistoryRecord {
     HistoryRecord {
         session,
         server_session: Some(session as u64 + 1),
@@ -22,7 +29,13 @@ fn add(session: u32, id: u64, tag: &str, invoke_ns: u64, complete_ns: u64, outco
     }
 }
 
-fn query(session: u32, tag: &str, invoke_ns: u64, complete_ns: u64, output: &[u64]) -> HistoryRecord {
+fn query(
+    session: u32,
+    tag: &str,
+    invoke_ns: u64,
+    complete_ns: u64,
+    output: &[u64],
+) -> HistoryRecord {
     HistoryRecord {
         session,
         server_session: Some(session as u64 + 1),
@@ -80,7 +93,10 @@ fn planted_lost_write_is_flagged() {
 
 #[test]
 fn planted_duplicate_in_final_state_is_flagged() {
-    let report = check(&valid_history(), &state(&[("t1", &[1, 3, 1]), ("t2", &[2])]));
+    let report = check(
+        &valid_history(),
+        &state(&[("t1", &[1, 3, 1]), ("t2", &[2])]),
+    );
     assert!(!report.valid);
     assert_eq!(report.duplicate_applies, 1);
     assert_eq!(report.lost_acked_adds, 0);
@@ -104,7 +120,11 @@ fn planted_stale_read_is_flagged() {
     assert!(!report.valid);
     assert_eq!(report.stale_reads, 1);
     assert_eq!(report.lost_acked_adds, 0);
-    assert!(report.examples[0].contains("misses id 3"), "{:?}", report.examples);
+    assert!(
+        report.examples[0].contains("misses id 3"),
+        "{:?}",
+        report.examples
+    );
 }
 
 #[test]
@@ -129,7 +149,10 @@ fn indeterminate_add_may_go_either_way() {
 
 #[test]
 fn unknown_id_in_state_is_flagged() {
-    let report = check(&valid_history(), &state(&[("t1", &[1, 3, 99]), ("t2", &[2])]));
+    let report = check(
+        &valid_history(),
+        &state(&[("t1", &[1, 3, 99]), ("t2", &[2])]),
+    );
     assert!(!report.valid);
     assert_eq!(report.unknown_ids, 1);
 }
@@ -147,7 +170,11 @@ fn failed_query_is_not_checked() {
 
 /// Builds a random valid history of `adds` Adds over `tags` tags with a Query after each Add,
 /// sequentially so every Query must see every earlier acknowledged Add of its tag.
-fn random_history(seed: u64, adds: u64, tags: u64) -> (Vec<HistoryRecord>, BTreeMap<String, Vec<u64>>) {
+fn random_history(
+    seed: u64,
+    adds: u64,
+    tags: u64,
+) -> (Vec<HistoryRecord>, BTreeMap<String, Vec<u64>>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut history = Vec::new();
     let mut final_state: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -190,9 +217,15 @@ fn random_valid_histories_pass_and_mutations_fail() {
             .iter()
             .any(|r| r.id == Some(removed) && r.outcome == Outcome::Ok);
         if acked {
-            assert_eq!(report.lost_acked_adds, 1, "seed {seed}, tag {tag}, id {removed}");
+            assert_eq!(
+                report.lost_acked_adds, 1,
+                "seed {seed}, tag {tag}, id {removed}"
+            );
         } else {
-            assert!(report.valid, "seed {seed}: removing indeterminate id {removed} is allowed");
+            assert!(
+                report.valid,
+                "seed {seed}: removing indeterminate id {removed} is allowed"
+            );
         }
     }
 }

@@ -88,10 +88,16 @@ fn server_arguments_name_peers_and_settings() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let peer1 = cluster.node(1).unwrap().listen;
-    assert!(logged.starts_with("server --id 2 --listen 127.0.0.1:"), "{logged}");
+    assert!(
+        logged.starts_with("server --id 2 --listen 127.0.0.1:"),
+        "{logged}"
+    );
     assert!(logged.contains(&format!("--peer 1={peer1}")), "{logged}");
     assert!(logged.contains("--storage mmap --fsync batch"), "{logged}");
-    assert!(logged.contains(&format!("--data-dir {}", node.data_dir.display())), "{logged}");
+    assert!(
+        logged.contains(&format!("--data-dir {}", node.data_dir.display())),
+        "{logged}"
+    );
     assert!(node.data_dir.is_dir());
 }
 
@@ -186,7 +192,10 @@ fn spawning_thread_exit_kills_servers() {
     })
     .join()
     .unwrap();
-    assert!(all_gone(&pids), "servers survived their parent thread: {pids:?}");
+    assert!(
+        all_gone(&pids),
+        "servers survived their parent thread: {pids:?}"
+    );
 }
 
 #[test]
@@ -211,7 +220,10 @@ fn relayed_cluster_dials_peers_through_relays() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(logged.contains(&format!("--peer 2={relay_1_to_2}")), "{logged}");
+    assert!(
+        logged.contains(&format!("--peer 2={relay_1_to_2}")),
+        "{logged}"
+    );
 }
 
 #[test]

@@ -1,0 +1,358 @@
+//! The steps of one bench run, in order: resolve the scenario, start the cluster, run the
+//! load with the fault schedule, read the final state, check the history, write the results.
+//!
+//! Everything that can be rejected up front (flags, scenario file, fault specs, workload
+//! settings, the server binary) is checked before any process starts.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ringraft_loadgen::{LoadConfig, LoadError, RunControl, WorkloadArgs};
+
+use super::args::BenchArgs;
+use super::checker::{self, HistoryError};
+use super::cluster::{ClusterConfig, ClusterError, LocalCluster, StatusFn};
+use super::metrics::{fault_metrics, StatusPoller};
+use super::report::{self, ReportInput};
+use super::scenario::{self, ResolvedScenario, ScenarioError};
+use super::schedule::{sleep_until, FaultScheduler};
+
+/// Default time to wait for the first leader.
+const DEFAULT_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time allowed for the final-state read after the load stops.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest sleep of the scheduling loop, so Ctrl-C and the end of the load are noticed.
+const LOOP_TICK: Duration = Duration::from_millis(10);
+
+/// Exit code when the history check fails.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code when the run could not be set up or did not finish.
+pub const EXIT_ERROR: u8 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT), when the partial history checked out.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Error that stops a bench run; the message names the value and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("invalid [workload] settings in scenario {origin}: {reason}")]
+    Workload { origin: String, reason: String },
+    #[error("cannot find the server binary: {0}")]
+    ServerBin(String),
+    #[error("failed to {operation} {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("load generator failed: {0}")]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("failed to install the Ctrl-C handler: {0}")]
+    Signal(std::io::Error),
+    #[error("failed to write the results: {0}")]
+    Report(String),
+}
+
+/// Runs `ringraft bench` and prints errors: the entry point for `main`.
+pub fn main(args: BenchArgs) -> ExitCode {
+    match run(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Runs one bench run. Returns the exit code for a finished run (success, check failed,
+/// interrupted) and an error when the run could not be set up or did not finish.
+pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
+    let resolved = scenario::resolve(&args)?;
+    let workload = workload_args(&resolved)?;
+    let external = !resolved.external_cluster.is_empty();
+    let server_bin = if external {
+        None
+    } else {
+        Some(server_bin(&args)?)
+    };
+    let started_wall = SystemTime::now();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&resolved.scenario.name, started_wall));
+    std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
+        operation: "create result directory",
+        path: out.clone(),
+        source,
+    })?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone()).map_err(BenchError::Signal)?;
+    }
+    let cluster_id = resolved.scenario.server.cluster_id.clone();
+    let status: StatusFn = {
+        let cluster_id = cluster_id.clone();
+        Arc::new(move |addr: &str, timeout: Duration| {
+            ringraft_loadgen::fetch_status(addr, &cluster_id, timeout).map_err(|e| e.to_string())
+        })
+    };
+
+    // The cluster: started here, or the one given with --cluster.
+    let mut cluster = match &server_bin {
+        Some(bin) => {
+            let config = ClusterConfig {
+                bin: bin.clone(),
+                nodes: resolved.scenario.nodes,
+                server: resolved.scenario.server.clone(),
+                dir: out.join("nodes"),
+                relays: resolved.scenario.needs_relays(),
+                env: Vec::new(),
+            };
+            let mut cluster = LocalCluster::start(&config)?;
+            let timeout = args.leader_timeout.unwrap_or(DEFAULT_LEADER_TIMEOUT);
+            cluster.wait_for_leader(&status, timeout)?;
+            Some(cluster)
+        }
+        None => None,
+    };
+    let (client_addrs, status_addrs) = match &cluster {
+        Some(cluster) => (cluster.client_addrs(), cluster.status_addrs()),
+        None => {
+            let addrs = resolved.external_cluster.clone();
+            let by_index = (1..).zip(addrs.iter().cloned()).collect();
+            (addrs, by_index)
+        }
+    };
+    let direct_addrs: Vec<String> = status_addrs.values().cloned().collect();
+    let poller = StatusPoller::start(&status_addrs, status.clone());
+
+    // The load runs on its own thread; this thread injects the faults on schedule.
+    let control = RunControl::new();
+    let load_config = LoadConfig {
+        cluster: client_addrs.clone(),
+        workload: workload.clone(),
+        out_dir: out.clone(),
+        progress: !args.quiet,
+        executors: 0,
+    };
+    let load_thread = {
+        let control = control.clone();
+        std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || ringraft_loadgen::run(&load_config, &control))
+            .map_err(|source| BenchError::Io {
+                operation: "start the load thread for",
+                path: out.clone(),
+                source,
+            })?
+    };
+
+    let mut scheduler = FaultScheduler::new(&resolved.scenario.faults);
+    while !load_thread.is_finished() {
+        if interrupted.load(Ordering::Relaxed) && !control.is_stopped() {
+            tracing::warn!("interrupted: stopping the load, then checking what was recorded");
+            control.stop();
+        }
+        let run_start = control.run_start();
+        let elapsed = Instant::now().saturating_duration_since(run_start);
+        if let Some(cluster) = cluster.as_mut() {
+            scheduler.run_due(elapsed, cluster, &poller);
+            for (node, status) in cluster.reap_exited() {
+                tracing::error!(node, %status, "server exited during the run");
+            }
+        }
+        if let Some((leader, _)) = poller.current_leader() {
+            control.set_leader(Some(leader));
+        }
+        let next = scheduler.next_due().map(|at| run_start + at);
+        sleep_until(next, LOOP_TICK);
+    }
+    let run_start = control.run_start();
+    let load_result = load_thread.join().expect("the load thread does not panic");
+    let load_end = Instant::now().saturating_duration_since(run_start);
+    if let Some(cluster) = cluster.as_mut() {
+        scheduler.end_all(load_end, cluster);
+    }
+    let load = load_result?;
+
+    // Final state and check.
+    let history_path = out.join(ringraft_loadgen::output::HISTORY_FILE);
+    let history = checker::read_history(&history_path)?;
+    let tags = checker::history_tags(&history);
+    let final_state =
+        ringraft_loadgen::read_tags(&direct_addrs, &cluster_id, &tags, FINAL_READ_TIMEOUT);
+    let check = match &final_state {
+        Ok(state) => checker::check(&history, state),
+        Err(error) => {
+            tracing::error!(%error, "failed to read the final state; the check fails");
+            checker::CheckReport {
+                checked_ops: history.len() as u64,
+                examples: vec![format!("final state could not be read: {error}")],
+                ..checker::CheckReport::default()
+            }
+        }
+    };
+    let samples = poller.finish();
+    let run_end_ns = (load.measured + workload.warmup).as_nanos() as u64;
+    let faults = fault_metrics(
+        &scheduler.records,
+        &samples,
+        &history,
+        run_start,
+        run_end_ns,
+    );
+
+    // Stop the servers before writing, so their logs are complete.
+    let mut unexpected_exits = Vec::new();
+    if let Some(cluster) = cluster.as_mut() {
+        cluster.stop();
+        for node in cluster.nodes() {
+            for status in &node.unexpected_exits {
+                unexpected_exits.push(format!("node{}: {status}", node.id));
+            }
+        }
+        if !args.keep_data {
+            cluster.remove_data();
+        }
+    }
+    drop(cluster);
+
+    let input = ReportInput {
+        resolved: &resolved,
+        workload: &workload,
+        out: &out,
+        started: started_wall,
+        server_bin: server_bin.as_deref(),
+        client_addrs: &client_addrs,
+        load: &load,
+        faults: &faults,
+        samples: &samples,
+        check: &check,
+        final_state_error: final_state.as_ref().err().map(ToString::to_string),
+        unexpected_exits,
+        interrupted: interrupted.load(Ordering::Relaxed),
+    };
+    let summary = report::write(&input).map_err(BenchError::Report)?;
+    println!("{summary}");
+    println!("results: {}", out.display());
+
+    if !check.valid {
+        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+    }
+    if input.interrupted {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the load generator's settings from the scenario's `[workload]` table.
+fn workload_args(resolved: &ResolvedScenario) -> Result<WorkloadArgs, BenchError> {
+    let scenario = &resolved.scenario;
+    let invalid = |reason: String| BenchError::Workload {
+        origin: resolved.origin.clone(),
+        reason,
+    };
+    let mut table = scenario.workload.clone();
+    if table.contains_key("duration") {
+        return Err(invalid(
+            "set the run length with the top-level `duration` key or --duration, not in [workload]"
+                .into(),
+        ));
+    }
+    table.insert(
+        "duration".into(),
+        toml::Value::String(format!("{}ms", scenario.duration.as_millis())),
+    );
+    table
+        .entry("cluster_id")
+        .or_insert_with(|| toml::Value::String(scenario.server.cluster_id.clone()));
+
+    let workload: WorkloadArgs = table
+        .try_into()
+        .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+    workload.validate().map_err(invalid)?;
+    Ok(workload)
+}
+
+/// The `ringraft` binary to start servers with: --server-bin, $RINGRAFT_BIN, or this program
+/// when it is `ringraft`.
+fn server_bin(args: &BenchArgs) -> Result<PathBuf, BenchError> {
+    let chosen = args
+        .server_bin
+        .clone()
+        .or_else(|| std::env::var_os("RINGRAFT_BIN").map(PathBuf::from));
+    if let Some(path) = chosen {
+        if !path.is_file() {
+            return Err(BenchError::ServerBin(format!(
+                "{} does not exist; pass --server-bin or RINGRAFT_BIN with the path of a ringraft binary",
+                path.display()
+            )));
+        }
+        return Ok(path);
+    }
+
+    let current = std::env::current_exe().map_err(|e| {
+        BenchError::ServerBin(format!(
+            "current executable unknown ({e}); pass --server-bin"
+        ))
+    })?;
+    let is_ringraft = current
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name == "ringraft");
+    if !is_ringraft {
+        return Err(BenchError::ServerBin(format!(
+            "{} is not the ringraft binary; pass --server-bin or set RINGRAFT_BIN",
+            current.display()
+        )));
+    }
+    Ok(current)
+}
+
+/// `results/<UTC start time>-<scenario>`, for example `results/2026-12-04T20-10-00Z-seed`.
+fn default_out_dir(scenario: &str, started: SystemTime) -> PathBuf {
+    let time: chrono::DateTime<chrono::Utc> = started.into();
+    Path::new("results").join(format!("{}-{scenario}", time.format("%Y-%m-%dT%H-%M-%SZ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_dir_names_utc_time_and_scenario() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_415_000);
+        let dir = default_out_dir("seed", time);
+        assert_eq!(dir, Path::new("results/2026-12-04T20-10-00Z-seed"));
+    }
+
+    #[test]
+    fn workload_from_seed_scenario() {
+        let resolved = scenario::resolve(&BenchArgs::default()).unwrap();
+        let workload = workload_args(&resolved).unwrap();
+        assert_eq!(workload.sessions, 3);
+        assert_eq!(workload.rate, Some(180.0));
+        assert_eq!(workload.duration, Duration::from_secs(20));
+        assert_eq!(workload.cluster_id, "ringraft");
+    }
+
+    #[test]
+    fn workload_rejects_unknown_key() {
+        let args = BenchArgs {
+            workload_overrides: vec!["sesions=4".into()],
+            ..BenchArgs::default()
+        };
+        let resolved = scenario::resolve(&args).unwrap();
+        let message = workload_args(&resolved).unwrap_err().to_string();
+        assert!(message.contains("sesions"), "{message}");
+    }
+}
