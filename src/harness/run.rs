@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ringraft_loadgen::history::Outcome;
 use ringraft_loadgen::{LoadConfig, LoadError, RunControl, WorkloadArgs};
 
 use super::args::BenchArgs;
@@ -201,6 +202,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
             }
         }
     };
+    // A run in which nothing was acknowledged checks nothing, so it does not pass.
+    let mut check = check;
+    if !history.iter().any(|record| record.outcome == Outcome::Ok) {
+        check.valid = false;
+        check.examples.push(format!(
+            "no operation was acknowledged in {} recorded; see the server logs under {}",
+            history.len(),
+            out.join("nodes").display()
+        ));
+    }
     let samples = poller.finish();
     let run_end_ns = (load.measured + workload.warmup).as_nanos() as u64;
     let faults = fault_metrics(

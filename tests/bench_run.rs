@@ -1,0 +1,116 @@
+//! A short `ringraft bench` run against real server processes: a leader pause and a follower
+//! kill under load. Checks the exit code, the history check, the fault metrics and that no
+//! server outlives the command.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Process ids whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn read_summary(out: &Path) -> Value {
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+#[test]
+fn short_run_with_pause_and_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args([
+            "bench",
+            "--duration",
+            "8s",
+            "--fault",
+            "pause:leader@2s+1.5s",
+            "--fault",
+            "kill:follower@5s+1s",
+            "--seed",
+            "7",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("running ringraft bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let leftover = processes_mentioning(&out.display().to_string());
+    assert!(
+        leftover.is_empty(),
+        "server processes left behind: {leftover:?}"
+    );
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+
+    let summary = read_summary(&out);
+    assert_eq!(summary["check"]["valid"], true, "{}", summary["check"]);
+    assert_eq!(summary["check"]["lost_acked_adds"], 0);
+    assert_eq!(summary["check"]["duplicate_applies"], 0);
+    assert_eq!(summary["check"]["stale_reads"], 0);
+    assert!(summary["check"]["checked_ops"].as_u64().unwrap() > 0);
+    assert!(summary["ops"]["add"]["ok"].as_u64().unwrap() > 0);
+    assert!(summary["ops"]["query"]["ok"].as_u64().unwrap() > 0);
+    assert_eq!(summary["seed"], 7);
+
+    let faults = summary["faults"].as_array().expect("faults list");
+    assert_eq!(faults.len(), 2);
+    let pause = &faults[0];
+    assert_eq!(pause["kind"], "pause");
+    assert_eq!(pause["target"], "leader");
+    assert_eq!(pause["node"], pause["leader"], "the pause hits the leader");
+    let at = pause["at_s"].as_f64().unwrap();
+    assert!((2.0..3.0).contains(&at), "pause injected at {at} s");
+    let unavailable = pause["unavailable_ms"].as_f64().unwrap();
+    assert!(
+        unavailable > 0.0 && unavailable < 8000.0,
+        "unavailable {unavailable} ms"
+    );
+
+    let kill = &faults[1];
+    assert_eq!(kill["kind"], "kill");
+    assert!(kill["node"].as_u64().is_some(), "{kill}");
+    assert_ne!(kill["node"], kill["leader"], "a follower is killed");
+
+    for file in [
+        "summary.md",
+        "latency.svg",
+        "history.jsonl",
+        "add.hgrm",
+        "load-summary.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        !out.join("nodes/node1/data").exists(),
+        "data directories are removed by default"
+    );
+    assert!(out.join("nodes/node1/server.log").is_file());
+}
