@@ -20,9 +20,9 @@ use super::record::has_unclosed_bracket;
 /// Number of uninterpreted lines kept with their text; the rest are only counted.
 pub const SHOWN_UNINTERPRETED: usize = 10;
 
-/// Forward timestamp step treated as a cut between two excerpts of a log. Copycat's session
-/// timeout defaults to 5 s, so a real stall of a minute would already have expired every
-/// session; a longer step is taken to be an excerpt boundary.
+/// Forward timestamp step treated as a cut between two excerpts of a log. A real stall of a
+/// minute would outlast any usual session timeout (seconds), so a longer step is taken to be an
+/// excerpt boundary.
 pub const EXCERPT_JUMP_MS: i64 = 60_000;
 /// Backward step tolerated as ordinary interleaving of threads writing the same file.
 pub const BACKWARD_TOLERANCE_MS: i64 = 1_000;

@@ -3,7 +3,7 @@
 //! `Received XResponse from peer`.
 //!
 //! Copycat's responses do not carry a request id, so matching is first-in first-out per server
-//! and request type, which is how its single server thread answers them. Commands are matched
+//! and request type, the order in which its single server thread sends responses. Commands are matched
 //! exactly where the log allows: the leader logs `Appended CommandEntry[index, session,
 //! sequence]`, and the `CommandResponse` carries that index. A pair whose two lines lie in
 //! different excerpts of the log is not a latency and is counted apart.
@@ -144,8 +144,8 @@ pub fn measure(events: &[Event]) -> LatencyReport {
                             .iter()
                             .position(|open| open.session_sequence == Some(*wanted))
                     });
-                // On a server that logs its command appends, a CommandResponse whose index is
-                // unknown answers a command from before the excerpt; FIFO would mis-pair it.
+                // On a server that logs its command appends, a CommandResponse with an unknown
+                // index belongs to a command from before the excerpt, so FIFO would mis-pair it.
                 let exact_only =
                     request == "CommandRequest" && appending_servers.contains(&event.server);
                 let open = match exact {

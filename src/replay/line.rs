@@ -30,9 +30,12 @@ static TIMESTAMP_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}").expect("prefix pattern is valid")
 });
 
-/// Server address prefix Copycat puts in front of every server message (`/host:port - `).
-static SERVER_PREFIX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(/[^\s]+:\d+) - (.*)$").expect("server pattern is valid"));
+/// Server prefix Copycat puts in front of every server message: the address (`/host:port - `
+/// or `hostname/ip:port - `) in the versions that log addresses, the numeric member id in those
+/// that log ids.
+static SERVER_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([\w.-]*/[^\s]+:\d+|\d+) - (.*)$").expect("server pattern is valid")
+});
 
 /// First line of a Java exception (`java.net.ConnectException: ...`) or a stack frame.
 static JAVA_TRACE: LazyLock<Regex> = LazyLock::new(|| {
@@ -62,12 +65,12 @@ pub struct Entry<'a> {
     pub level: Level,
     /// Logger name, abbreviated by logback (`i.a.c.server.state.LeaderState`).
     pub logger: &'a str,
-    /// Address of the server that wrote the line, when the message carries the prefix.
+    /// Address (or member id) of the server that wrote the line, when the message carries it.
     pub server: Option<&'a str>,
     pub message: &'a str,
 }
 
-/// What one physical line is.
+/// Classification of one physical line.
 #[derive(Debug)]
 pub enum Line<'a> {
     Entry(Entry<'a>),
@@ -78,8 +81,8 @@ pub enum Line<'a> {
     Uninterpreted(&'static str),
 }
 
-/// Classifies one line. `inside_entry` tells whether a previous entry exists that a header-less
-/// line may continue, and `entry_open` whether that entry's message has unclosed brackets.
+/// Classifies one line. `inside_entry` is true when a previous entry exists that a header-less
+/// line may continue, and `entry_open` when that entry's message has unclosed brackets.
 pub fn classify(line_no: usize, text: &str, inside_entry: bool, entry_open: bool) -> Line<'_> {
     if text.trim().is_empty() {
         return Line::Blank;
@@ -95,8 +98,8 @@ pub fn classify(line_no: usize, text: &str, inside_entry: bool, entry_open: bool
         );
     }
 
-    // Only lines that look like the tail of a Java entry attach to the previous entry; anything
-    // else is another format and must be reported, not absorbed.
+    // Only lines that look like the tail of a Java entry attach to the previous entry. Anything
+    // else is another format, so it is reported rather than absorbed.
     if inside_entry
         && (entry_open || text.starts_with(char::is_whitespace) || JAVA_TRACE.is_match(text))
     {

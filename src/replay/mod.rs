@@ -5,9 +5,9 @@
 //! - the client workload: sessions, their commands and queries with sequence numbers, the
 //!   command/query mix, the arrival rate and distribution, and how sessions interleave;
 //! - the latency each request shows in the log, from `Received` to the matching `Sent`;
-//! - the failover timeline: the leader's longest silence, heartbeat timeouts, polls and votes
-//!   with their outcome and reason, term changes and each term's leader, truncated entries,
-//!   configuration entries and expired sessions, each with its offset from the start of the log;
+//! - the failover timeline, each item with its offset from the start of the log: the leader's
+//!   longest silence, heartbeat timeouts, polls and votes with their outcome and reason, term
+//!   changes and each term's leader, truncated entries, configuration entries, expired sessions;
 //! - a [`ReplayPlan`] that a benchmark scenario can be built from.
 //!
 //! The pipeline is one pass per concept: `line` splits a physical line into header and message,
@@ -61,7 +61,7 @@ pub use workload::{
 const EXPECTED_LAYOUT: &str =
     "lines like '2017-05-05T16:35:29.155+08:00 [copycat-server-...] DEBUG i.a.c.server.state.LeaderState - /host:port - Received CommandRequest[...]'";
 
-/// Why a log could not be analysed.
+/// Error of a log analysis or of a replay plan.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("failed to read Copycat log {path}: {source}")]
@@ -108,8 +108,8 @@ pub fn analyze_file(path: &Path) -> Result<Analysis, ReplayError> {
         source,
     })?;
 
-    // A stray invalid byte must not make the whole log unreadable; it shows up in the line that
-    // contains it as U+FFFD and that line is reported if it cannot be interpreted.
+    // A stray invalid byte must not make the whole log unreadable. It becomes U+FFFD in its line,
+    // and that line is reported if it cannot be interpreted.
     let text = String::from_utf8_lossy(&bytes);
     analyze_str(&text, &path.display().to_string())
 }
@@ -128,10 +128,10 @@ pub fn analyze_str(text: &str, name: &str) -> Result<Analysis, ReplayError> {
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or_default();
-        let shown: String = first.chars().take(120).collect();
+        let first_line: String = first.chars().take(120).collect();
         return Err(ReplayError::NotCopycatLog {
             name: name.to_string(),
-            detail: format!("no line has the logback entry header (first line: {shown:?})"),
+            detail: format!("no line has the logback entry header (first line: {first_line:?})"),
         });
     }
     if extraction.events.is_empty() {

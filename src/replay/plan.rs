@@ -2,9 +2,9 @@
 //! ringraft, next to the figures the log showed so the two runs can be compared.
 //!
 //! Time runs from the first client arrival in the log, with excerpt jumps left out. The speed
-//! factor multiplies the arrival rate and divides the offsets and the run length, so a replay at
-//! speed 10 issues the same operations in a tenth of the time and pauses the leader after the
-//! same number of operations.
+//! factor multiplies the arrival rate and divides the offsets and the run length. A replay at
+//! speed 10 thus issues the same operations in a tenth of the time, and pauses the leader after
+//! the same number of operations.
 //!
 //! The pause duration is not scaled: election and session timeouts run on the wall clock, and a
 //! 2.5 s stall shrunk to 0.25 s would no longer trigger the failover the log recorded.
@@ -20,8 +20,8 @@ use super::stats::Percentiles;
 use super::workload::OpKind;
 use super::{Analysis, ReplayError};
 
-/// Shortest leader silence replayed as a pause: Copycat's default heartbeat interval (250 ms).
-/// A shorter gap cannot delay a heartbeat enough to matter and is normal jitter.
+/// Minimum leader silence replayed as a pause: 250 ms, a common Raft heartbeat interval. A
+/// shorter gap is treated as scheduling jitter that no follower would notice.
 pub const MIN_PAUSE_MS: i64 = 250;
 
 /// One step of the interleaving cycle, by session slot (0 is the session that sent first).
@@ -40,7 +40,18 @@ pub struct PlannedPause {
     pub duration: Duration,
 }
 
-/// What a replay run should do, and what the log showed.
+impl PlannedPause {
+    /// Formats the pause as a bench fault spec, such as `pause:leader@190ms+2546ms`.
+    pub fn fault_spec(&self) -> String {
+        format!(
+            "pause:leader@{}ms+{}ms",
+            self.at_offset.as_millis(),
+            self.duration.as_millis()
+        )
+    }
+}
+
+/// Parameters of a replay run, next to the figures the log showed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayPlan {
     pub source: String,
@@ -51,10 +62,13 @@ pub struct ReplayPlan {
     pub session_ids: Vec<u64>,
     /// Fraction of operations that are Add commands; the rest are queries.
     pub add_fraction: f64,
+    /// Add:Query weights in lowest terms (17 commands and 17 queries give 1:1), ready for the
+    /// load generator's `--mix`. Both are 0 when the log has no client operation.
+    pub mix: (u64, u64),
     /// Total arrival rate over all sessions, already multiplied by the speed factor.
     pub rate_per_s: f64,
-    /// Repeating (session, operation) pattern of arrivals; empty when the log has fewer than two
-    /// arrivals, in which case sessions should take turns alternating Add and Query.
+    /// Repeating (session, operation) pattern of arrivals. It is empty when the log has fewer than
+    /// two arrivals, and then sessions should take turns alternating Add and Query.
     pub interleave: Vec<PlannedOp>,
     /// Fraction of the log's arrivals the cycle reproduces.
     pub interleave_match: f64,
@@ -66,7 +80,7 @@ pub struct ReplayPlan {
     pub run_duration: Duration,
     /// Latency percentiles per client request type, as the log showed them.
     pub log_latency: BTreeMap<String, Percentiles>,
-    /// Longest time without a successful client response in the log.
+    /// Maximum time without a successful client response in the log.
     pub log_unavailable_ms: Option<i64>,
     /// True when that window was still open where the log ends, so it is a lower bound.
     pub log_unavailable_open_at_end: bool,
@@ -144,6 +158,7 @@ impl Analysis {
             sessions: session_ids.len() as u32,
             session_ids,
             add_fraction: workload.command_fraction,
+            mix: lowest_terms(workload.commands, workload.queries),
             rate_per_s: workload.arrivals.rate_per_s * speed,
             interleave,
             interleave_match,
@@ -157,4 +172,16 @@ impl Analysis {
             log_duration: Duration::from_millis(self.active_duration_ms.max(0) as u64),
         })
     }
+}
+
+/// Divides both counts by their greatest common divisor.
+fn lowest_terms(adds: u64, queries: u64) -> (u64, u64) {
+    let (mut a, mut b) = (adds, queries);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    if a == 0 {
+        return (0, 0);
+    }
+    (adds / a, queries / a)
 }

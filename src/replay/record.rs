@@ -13,7 +13,7 @@ pub struct Record {
     pub fields: Vec<(String, String)>,
 }
 
-/// Why a record could not be parsed.
+/// Error of the record parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordError {
     /// The text does not start with `Name[`.
@@ -152,7 +152,7 @@ fn split_top_level(body: &str) -> Vec<&str> {
     parts
 }
 
-/// Whether `text` has more `[` than `]`, which means the record continues on the next line.
+/// Returns true when `text` has more `[` than `]`, so the record continues on the next line.
 pub fn has_unclosed_bracket(text: &str) -> bool {
     let opened = text.matches('[').count();
     let closed = text.matches(']').count();

@@ -29,7 +29,7 @@ impl Percentiles {
             return None;
         }
 
-        // Auto-resizing histogram, so a long silence never fails to record.
+        // `Histogram::new` auto-resizes, so recording a long silence cannot fail.
         let mut histogram =
             Histogram::<u64>::new(3).expect("3 significant digits is a valid precision");
         for &sample in samples_ms {

@@ -153,7 +153,7 @@ fn steady_command_latency_pairs_by_index() {
         .find(|s| s.request == "CommandRequest")
         .unwrap();
 
-    // The first CommandResponse answers a command from before the excerpt.
+    // The first CommandResponse belongs to a command from before the excerpt.
     assert_eq!(commands.unmatched_responses, 1);
     let latency = commands.latency.as_ref().unwrap();
     assert_eq!(latency.count, 1);
@@ -182,7 +182,9 @@ fn steady_short_log_infers_cycle() {
     assert!(interleaving.inferred);
     assert_eq!(interleaving.session_order, vec![4, 9, 19]);
     assert_eq!(interleaving.cycle.len(), 6);
-    assert!(analysis.plan(1.0).unwrap().pause.is_none());
+    let plan = analysis.plan(1.0).unwrap();
+    assert!(plan.pause.is_none());
+    assert_eq!(plan.mix, (1, 2));
 }
 
 // --- leader-stall-and-step-down.log -------------------------------------------------------
@@ -355,6 +357,7 @@ fn stall_plan_scales_with_speed() {
     assert_eq!(normal.sessions, 3);
     assert_eq!(normal.session_ids, vec![4, 9, 19]);
     assert_eq!(normal.add_fraction, 0.5);
+    assert_eq!(normal.mix, (1, 1));
     let pause = normal.pause.unwrap();
     // The load starts at the first arrival (16:35:28.965); the silence starts 190 ms later.
     assert_eq!(pause.at_offset, Duration::from_millis(190));
@@ -362,6 +365,8 @@ fn stall_plan_scales_with_speed() {
     assert_eq!(normal.log_unavailable_ms, Some(2546));
     assert!(normal.log_sessions_expired.is_empty());
     assert_eq!(normal.log_latency["CommandRequest"].max_ms, 2546.0);
+
+    assert_eq!(pause.fault_spec(), "pause:leader@190ms+2546ms");
 
     let fast = analysis.plan(10.0).unwrap();
     assert!((fast.rate_per_s - normal.rate_per_s * 10.0).abs() < 1e-9);
@@ -761,4 +766,13 @@ fn analysis_serializes_to_json() {
         .unwrap();
     assert_eq!(poll["outcome"], "no_majority");
     assert!(serde_json::to_string(&analysis.plan(2.0).unwrap()).is_ok());
+}
+
+#[test]
+fn member_id_prefix_is_accepted() {
+    let text = fixture_text(STEADY).replace(" - /127.0.0.11:8701 - ", " - 176061172 - ");
+    let analysis = analyze_str(&text, "id-prefix.log").unwrap();
+    assert_eq!(analysis.lines.uninterpreted, 0);
+    assert_eq!(analysis.servers, vec!["176061172".to_string()]);
+    assert_eq!(session_ids(&analysis), vec![4, 9, 19]);
 }

@@ -6,10 +6,11 @@
 //! that sends `AppendRequest[leader=X]` or a poll or vote request naming itself `candidate=X`
 //! is member X. Other ids stay unmapped and are reported as such.
 //!
-//! Role changes come from three signals, in this order of trust: the state timers Copycat opens
-//! and closes with each state (`Starting heartbeat timer` opens the follower state, `Cancelling
-//! heartbeat timer` closes it, `Cancelling append timer` closes the leader state), `Transitioning
-//! to X`, and a change of the state class that logs the lines (`LeaderState` to `FollowerState`).
+//! Role changes come from three signals, in this order of trust. First, the state timers Copycat
+//! opens and closes with each state: `Starting heartbeat timer` opens the follower state,
+//! `Cancelling heartbeat timer` closes it, and `Cancelling append timer` closes the leader state.
+//! Second, `Transitioning to X`. Third, a change of the state class that logs the lines
+//! (`LeaderState` to `FollowerState`).
 //!
 //! The leader's longest silence is the longest gap either between two lines a server logged as
 //! leader, or between two requests a follower received from the same leader in the same term.
@@ -25,7 +26,7 @@ use super::line::Role;
 use super::message::Message;
 use super::record::{member_address, Record};
 
-/// Where and when a timeline item happened.
+/// Position of a timeline item in the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct At {
     pub line: usize,
@@ -63,7 +64,7 @@ pub enum PollOutcome {
     Majority,
     /// No majority within the election timeout (`Failed to poll a majority of the cluster`).
     NoMajority { after_ms: u64 },
-    /// Enough members rejected or failed to answer that no majority was possible.
+    /// Enough members rejected the poll or failed to respond that no majority was possible.
     Rejected,
     /// The log ends, or the next round starts, before the round resolves.
     Unresolved,
@@ -96,8 +97,8 @@ pub enum TimelineKind {
         #[serde(flatten)]
         outcome: PollOutcome,
     },
-    /// A pre-vote request this server received. `term` is the candidate's current term; the
-    /// election it asks about is for `term + 1`.
+    /// A pre-vote request this server received. `term` is the candidate's current term, and the
+    /// election it precedes is for `term + 1`.
     PollReceived {
         server: Option<String>,
         candidate: Option<u64>,
@@ -195,19 +196,19 @@ pub struct TimelineEvent {
     pub kind: TimelineKind,
 }
 
-/// What the log shows of one term.
+/// Leader and candidates of one term, as far as the log shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct TermInfo {
     pub term: u64,
     pub first_seen: At,
     pub leader: Option<Member>,
-    /// How the leader is known.
+    /// Evidence for the leader.
     pub leader_evidence: Option<String>,
     /// Members that asked for votes or pre-votes for this term.
     pub candidates: Vec<u64>,
 }
 
-/// The longest silence of a leader.
+/// Maximum silence of a leader.
 #[derive(Debug, Clone, Serialize)]
 pub struct LeaderSilence {
     pub leader: Member,
@@ -215,11 +216,11 @@ pub struct LeaderSilence {
     pub start: At,
     pub end: At,
     pub duration_ms: i64,
-    /// How the silence was measured.
+    /// Measurement method of the silence.
     pub observed: String,
 }
 
-/// The longest time clients went without a successful response from the servers of the log.
+/// Maximum time clients went without a successful response from the servers of the log.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnservedWindow {
     pub start: At,
@@ -756,7 +757,7 @@ impl Builder {
     }
 
     /// Completes the most recent poll or vote received that has no outcome yet.
-    fn fill_verdict(&mut self, poll: bool, outcome: Option<bool>, why: Option<&str>) {
+    fn fill_verdict(&mut self, poll: bool, outcome: Option<bool>, reason_text: Option<&str>) {
         let target = self
             .events
             .iter_mut()
@@ -774,8 +775,8 @@ impl Builder {
             if result.is_none() {
                 *result = outcome;
             }
-            if let Some(why) = why {
-                *reason = Some(why.to_string());
+            if let Some(text) = reason_text {
+                *reason = Some(text.to_string());
             }
         }
     }
@@ -1118,7 +1119,7 @@ fn find_unserved(events: &[Event], outcomes: &[ClientOutcome]) -> Option<Unserve
             last_success = Some(success);
         }
 
-        // Requests after the last success that failed or got no answer keep the window open.
+        // Requests after the last success that failed or got no response keep the window open.
         for outcome in in_segment.iter().filter(|o| !o.succeeded) {
             let request = &events[outcome.request_event];
             if first_failure.is_none() {

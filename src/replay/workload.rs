@@ -69,7 +69,7 @@ impl Sequences {
     }
 }
 
-/// What the log shows of one client session.
+/// Requests of one client session as the log shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionSummary {
     pub id: u64,
@@ -109,7 +109,7 @@ pub struct CycleStep {
     pub kind: OpKind,
 }
 
-/// How arrivals interleave across sessions.
+/// Interleaving of arrivals across sessions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Interleaving {
     /// Sessions in order of their first arrival.
@@ -120,9 +120,9 @@ pub struct Interleaving {
     /// Fraction of arrivals equal to the arrival one cycle later, or for an inferred cycle, to
     /// the cycle step at the same position.
     pub cycle_match: f64,
-    /// True when the log is too short or irregular to show a repeating pattern and the cycle is
-    /// built instead: sessions take turns in order of first arrival, and each session alternates
-    /// commands and queries starting with its first observed operation.
+    /// True when the log is too short or irregular to show a repeating pattern, so the cycle is
+    /// built instead. In a built cycle sessions take turns in order of first arrival, and each
+    /// session alternates commands and queries starting with its first observed operation.
     pub inferred: bool,
     /// Fraction of consecutive arrivals that move to the next session in `session_order`.
     pub round_robin: f64,
@@ -345,8 +345,8 @@ fn interleave(arrivals: &[Arrival]) -> Option<Interleaving> {
         per_session
             .values()
             .fold((0usize, 0usize), |(switches, pairs), kinds| {
-                let here = kinds.windows(2).filter(|pair| pair[0] != pair[1]).count();
-                (switches + here, pairs + kinds.len().saturating_sub(1))
+                let switched = kinds.windows(2).filter(|pair| pair[0] != pair[1]).count();
+                (switches + switched, pairs + kinds.len().saturating_sub(1))
             });
 
     Some(Interleaving {
@@ -363,8 +363,8 @@ fn interleave(arrivals: &[Arrival]) -> Option<Interleaving> {
     })
 }
 
-/// The repeating window of `period` steps, taken where it first repeats exactly so a ragged
-/// start does not show, and rotated to begin with the first session's command.
+/// Extracts the repeating window of `period` steps where it first repeats exactly, so a ragged
+/// start does not show, rotated to begin with the first session's command.
 fn observed_cycle(steps: &[CycleStep], period: usize) -> Vec<CycleStep> {
     let start = (0..=steps.len() - 2 * period)
         .find(|&i| (0..period).all(|k| steps[i + k] == steps[i + period + k]))
