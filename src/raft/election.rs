@@ -36,7 +36,11 @@ impl Node {
         self.reset_election_timer(now_ms);
         self.polls.clear();
         self.polls.insert(self.id);
-        tracing::debug!(node = self.id, term = self.term + 1, "polling peers (pre-vote)");
+        tracing::debug!(
+            node = self.id,
+            term = self.term + 1,
+            "polling peers (pre-vote)"
+        );
         if self.polls.len() >= self.quorum() {
             self.start_election(now_ms);
             return;
@@ -56,7 +60,14 @@ impl Node {
             .log
             .is_up_to_date(request.last_log_index, request.last_log_term);
         let accepted = request.term > self.term && log_ok && !self.leader_is_live(now_ms);
-        tracing::debug!(node = self.id, from, poll_term = request.term, term = self.term, accepted, "poll request");
+        tracing::debug!(
+            node = self.id,
+            from,
+            poll_term = request.term,
+            term = self.term,
+            accepted,
+            "poll request"
+        );
         self.send(
             from,
             PeerMessage::PollResponse(PollResponse {
@@ -72,8 +83,7 @@ impl Node {
         from: NodeId,
         response: PollResponse,
     ) {
-        if self.role != Role::PreCandidate || response.term != self.term + 1 || !response.accepted
-        {
+        if self.role != Role::PreCandidate || response.term != self.term + 1 || !response.accepted {
             return;
         }
         self.polls.insert(from);
@@ -111,7 +121,12 @@ impl Node {
     pub(super) fn handle_vote_request(&mut self, now_ms: u64, from: NodeId, request: VoteRequest) {
         // Leader stickiness: a live leader's followers neither vote nor adopt the new term.
         if request.term > self.term && self.leader_is_live(now_ms) {
-            tracing::debug!(node = self.id, from, vote_term = request.term, "rejected vote: a live leader is known");
+            tracing::debug!(
+                node = self.id,
+                from,
+                vote_term = request.term,
+                "rejected vote: a live leader is known"
+            );
             self.send(
                 from,
                 PeerMessage::VoteResponse(VoteResponse {
@@ -138,7 +153,13 @@ impl Node {
         if granted {
             self.reset_election_timer(now_ms);
         }
-        tracing::debug!(node = self.id, from, term = self.term, granted, "vote request");
+        tracing::debug!(
+            node = self.id,
+            from,
+            term = self.term,
+            granted,
+            "vote request"
+        );
         self.send(
             from,
             PeerMessage::VoteResponse(VoteResponse {
@@ -217,7 +238,10 @@ impl Node {
         // The term's first entry: commits everything before it and resets session timers.
         let members = self.config.members.clone();
         let index = self.append_entry(now_ms, EntryPayload::Configuration { members });
-        let leader = self.leader_state.as_mut().expect("leader state was just set");
+        let leader = self
+            .leader_state
+            .as_mut()
+            .expect("leader state was just set");
         leader.term_start_index = index;
         leader.expiry_barrier = index;
         self.rebuild_session_tracks();
@@ -255,7 +279,13 @@ impl Node {
             .filter(|progress| now_ms.saturating_sub(progress.last_response_ms) < timeout)
             .count();
         if live < self.quorum() {
-            tracing::info!(node = self.id, term = self.term, live, quorum = self.quorum(), "leader lost contact with a quorum, stepping down");
+            tracing::info!(
+                node = self.id,
+                term = self.term,
+                live,
+                quorum = self.quorum(),
+                "leader lost contact with a quorum, stepping down"
+            );
             self.become_follower(now_ms, self.term, None);
         }
     }

@@ -69,7 +69,7 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    /// A configuration with ringraft's defaults for the given node and members.
+    /// Builds a configuration with ringraft's defaults for the given node and members.
     pub fn new(id: NodeId, members: Vec<Member>) -> Self {
         RaftConfig {
             id,
@@ -109,10 +109,10 @@ pub struct ClientRef {
 
 pub type ClientReply = (ClientRef, Result<ClientResponse, ClientErrorReply>);
 
-/// Everything a node produced since the last [`Node::take_ready`], in the order the runtime must
-/// act on it: persist `hard_state`, then truncate from `truncate_from`, then append `entries`
-/// (and call [`Node::persisted`] once they are durable), and only after 1-3 are durable send
-/// `messages`. `replies` may be sent at once because the core answers a client only for
+/// Output of a node since the last [`Node::take_ready`], in the order the runtime must act on it.
+/// First persist `hard_state`, then truncate from `truncate_from`, then append `entries` and call
+/// [`Node::persisted`] once they are durable. Send `messages` only after those three steps are
+/// durable. `replies` may be sent at once, because the core replies to a client only for
 /// entries already committed or for reads already confirmed.
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -135,7 +135,7 @@ impl Ready {
     }
 }
 
-/// What a leader owes a client once the entry at some index is applied.
+/// Client that gets a reply once the entry at some index is applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Waiter {
     Client(ClientRef),
@@ -341,7 +341,11 @@ impl Node {
     pub fn step_peer(&mut self, now_ms: u64, from: NodeId, message: PeerMessage) {
         self.observe_time(now_ms);
         if from == self.id || !self.peers.contains(&from) {
-            tracing::warn!(node = self.id, from, "dropped message from a node that is not a peer");
+            tracing::warn!(
+                node = self.id,
+                from,
+                "dropped message from a node that is not a peer"
+            );
             return;
         }
         tracing::trace!(node = self.id, from, ?message, "received peer message");
@@ -370,7 +374,13 @@ impl Node {
     /// Handles one client request; the reply comes out in a later or the same [`Ready`].
     pub fn step_client(&mut self, now_ms: u64, client: ClientRef, request: ClientRequest) {
         self.observe_time(now_ms);
-        tracing::debug!(node = self.id, conn = client.conn, request_id = client.request_id, ?request, "client request");
+        tracing::debug!(
+            node = self.id,
+            conn = client.conn,
+            request_id = client.request_id,
+            ?request,
+            "client request"
+        );
         self.handle_client_request(now_ms, client, request);
         self.after_input(now_ms);
     }
@@ -390,7 +400,8 @@ impl Node {
                 }
             }
         }
-        self.sequential_reads.retain(|read| read.client.conn != conn);
+        self.sequential_reads
+            .retain(|read| read.client.conn != conn);
     }
 
     /// Records that entries up to `index`, whose entry at `index` has `term`, are durable. A
@@ -460,6 +471,12 @@ impl Node {
 
     pub fn log(&self) -> &RaftLog {
         &self.log
+    }
+
+    /// Leadership rounds (heartbeat broadcasts) this leader started in its term; 0 on other
+    /// roles. Read batching shows in it: concurrent linearizable reads share rounds.
+    pub fn leader_round(&self) -> u64 {
+        self.leader_state.as_ref().map_or(0, |leader| leader.round)
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -532,11 +549,17 @@ impl Node {
 
     fn reply(&mut self, client: ClientRef, response: Result<ClientResponse, ClientError>) {
         let response = response.map_err(|error| self.error_reply(error));
-        tracing::debug!(node = self.id, conn = client.conn, request_id = client.request_id, ?response, "client reply");
+        tracing::debug!(
+            node = self.id,
+            conn = client.conn,
+            request_id = client.request_id,
+            ?response,
+            "client reply"
+        );
         self.ready.replies.push((client, response));
     }
 
-    /// The error for a request that only the leader serves.
+    /// Returns the error for a request that only the leader serves.
     fn not_leader_error(&self) -> ClientError {
         if self.leader.is_some() {
             ClientError::NotLeader
@@ -564,4 +587,3 @@ impl Node {
         consistency != Consistency::Sequential
     }
 }
-

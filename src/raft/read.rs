@@ -15,9 +15,7 @@
 //!   runtime's clock is monotonic). Without a valid lease the query takes the linearizable path.
 //! - Sequential: any node answers once it has applied the client's last seen index.
 
-use ringraft_protocol::{
-    ClientResponse, Consistency, LogIndex, Query, Role, SessionId,
-};
+use ringraft_protocol::{ClientResponse, Consistency, LogIndex, Query, Role, SessionId};
 
 use super::{ClientRef, Node, PendingRead};
 
@@ -51,7 +49,10 @@ impl Node {
 
         let lease = consistency == Consistency::Lease && self.lease_valid(now_ms);
         let commit_index = self.commit_index;
-        let leader = self.leader_state.as_mut().expect("checked: this node leads");
+        let leader = self
+            .leader_state
+            .as_mut()
+            .expect("checked: this node leads");
         let read_index = commit_index.max(leader.term_start_index);
         let round = if lease {
             0
@@ -59,7 +60,15 @@ impl Node {
             leader.round_wanted = true;
             leader.round + 1
         };
-        tracing::trace!(node = self.id, conn = client.conn, request_id = client.request_id, read_index, round, lease, "query waits for its read index");
+        tracing::trace!(
+            node = self.id,
+            conn = client.conn,
+            request_id = client.request_id,
+            read_index,
+            round,
+            lease,
+            "query waits for its read index"
+        );
         leader.reads.push(PendingRead {
             client,
             query,
@@ -79,7 +88,7 @@ impl Node {
         rounds[self.quorum() - 1]
     }
 
-    /// Whether this leader's lease holds at `now_ms` (see the module documentation).
+    /// Returns whether this leader's lease is valid at `now_ms` (see the module documentation).
     pub(super) fn lease_valid(&self, now_ms: u64) -> bool {
         let Some(leader) = self.leader_state.as_ref() else {
             return false;

@@ -18,8 +18,8 @@
 //! acknowledge only entries the runtime reported durable.
 
 use ringraft_protocol::{
-    AppendRequest, AppendResponse, Command, EntryPayload, LogEntry, LogIndex, NodeId,
-    PeerMessage, Role,
+    AppendRequest, AppendResponse, Command, EntryPayload, LogEntry, LogIndex, NodeId, PeerMessage,
+    Role,
 };
 
 use super::{Inflight, Node, PendingAck};
@@ -55,8 +55,8 @@ impl Node {
         self.after_input(now_ms);
     }
 
-    /// Sends pending entries to every follower; with `heartbeat`, also starts a new leadership
-    /// round and sends an empty AppendRequest to every follower that got nothing else.
+    /// Sends pending entries to every follower. With `heartbeat` it also starts a new leadership
+    /// round and sends an empty AppendRequest to every follower that got no entries.
     pub(super) fn broadcast_append(&mut self, now_ms: u64, heartbeat: bool) {
         let heartbeat_ms = self.config.heartbeat_ms();
         let Some(leader) = self.leader_state.as_mut() else {
@@ -102,7 +102,12 @@ impl Node {
             .front()
             .is_some_and(|oldest| now_ms.saturating_sub(oldest.sent_ms) >= stall_ms);
         if stalled {
-            tracing::debug!(node = self.id, peer, match_index = progress.match_index, "append pipeline got no answer, resending from the match index");
+            tracing::debug!(
+                node = self.id,
+                peer,
+                match_index = progress.match_index,
+                "append pipeline got no answer, resending from the match index"
+            );
             progress.inflight.clear();
             progress.next_index = progress.match_index + 1;
             progress.probing = true;
@@ -120,7 +125,10 @@ impl Node {
                 return sent_any;
             };
             let round = leader.round;
-            let progress = leader.progress.get_mut(&peer).expect("every peer has a progress");
+            let progress = leader
+                .progress
+                .get_mut(&peer)
+                .expect("every peer has a progress");
             let cap = if progress.probing { 1 } else { max_inflight };
             if progress.inflight.len() >= cap || progress.next_index > self.log.last_index() {
                 return sent_any;
@@ -171,7 +179,10 @@ impl Node {
             return;
         };
         let round = leader.round;
-        let progress = leader.progress.get_mut(&peer).expect("every peer has a progress");
+        let progress = leader
+            .progress
+            .get_mut(&peer)
+            .expect("every peer has a progress");
         let seq = progress.next_seq;
         progress.next_seq += 1;
         track_sent(&mut progress.sent, seq, round, now_ms);
@@ -213,12 +224,25 @@ impl Node {
         // Consistency check on the entry before the new ones.
         match self.log.term_at(request.prev_log_index) {
             None => {
-                tracing::debug!(node = self.id, from, prev_log_index = request.prev_log_index, last_index = self.log.last_index(), "rejected append: previous entry missing");
+                tracing::debug!(
+                    node = self.id,
+                    from,
+                    prev_log_index = request.prev_log_index,
+                    last_index = self.log.last_index(),
+                    "rejected append: previous entry missing"
+                );
                 self.send_append_response(from, false, self.log.last_index(), None, request.seq);
                 return;
             }
             Some(term) if term != request.prev_log_term => {
-                tracing::debug!(node = self.id, from, prev_log_index = request.prev_log_index, local_term = term, leader_term = request.prev_log_term, "rejected append: previous entry has another term");
+                tracing::debug!(
+                    node = self.id,
+                    from,
+                    prev_log_index = request.prev_log_index,
+                    local_term = term,
+                    leader_term = request.prev_log_term,
+                    "rejected append: previous entry has another term"
+                );
                 self.send_append_response(
                     from,
                     false,
@@ -278,7 +302,14 @@ impl Node {
             self.id,
             self.commit_index
         );
-        tracing::info!(node = self.id, term = self.term, from, last_index = self.log.last_index(), commit_index = self.commit_index, "truncating conflicting log suffix");
+        tracing::info!(
+            node = self.id,
+            term = self.term,
+            from,
+            last_index = self.log.last_index(),
+            commit_index = self.commit_index,
+            "truncating conflicting log suffix"
+        );
         self.log.truncate_from(from);
         self.ready.entries.retain(|entry| entry.index < from);
         self.ready.truncate_from = Some(self.ready.truncate_from.map_or(from, |t| t.min(from)));
@@ -325,7 +356,13 @@ impl Node {
         response: AppendResponse,
     ) {
         if response.term > self.term {
-            tracing::info!(node = self.id, from, term = self.term, peer_term = response.term, "peer has a higher term, stepping down");
+            tracing::info!(
+                node = self.id,
+                from,
+                term = self.term,
+                peer_term = response.term,
+                "peer has a higher term, stepping down"
+            );
             self.become_follower(now_ms, response.term, None);
             return;
         }
@@ -343,7 +380,8 @@ impl Node {
         progress.last_response_ms = now_ms;
         if let Some(&(round, sent_ms)) = progress.sent.get(&response.seq) {
             progress.acked_round = progress.acked_round.max(round);
-            progress.acked_sent_ms = Some(progress.acked_sent_ms.map_or(sent_ms, |t| t.max(sent_ms)));
+            progress.acked_sent_ms =
+                Some(progress.acked_sent_ms.map_or(sent_ms, |t| t.max(sent_ms)));
             progress.sent = progress.sent.split_off(&(response.seq + 1));
         }
         let inflight = progress
@@ -358,12 +396,17 @@ impl Node {
             if inflight.is_some() {
                 progress.probing = false;
             }
-        } else if let Some(inflight) = inflight.filter(|f| f.prev_log_index >= progress.match_index) {
+        } else if let Some(inflight) = inflight.filter(|f| f.prev_log_index >= progress.match_index)
+        {
             // Back up: at most to the follower's end, and past its whole conflicting term.
             let mut next = inflight.prev_log_index.min(response.last_log_index + 1);
             if let Some(conflict_term) = response.conflict_term {
                 let at_most = inflight.prev_log_index.saturating_sub(1);
-                next = next.min(self.log.last_index_with_term_at_most(conflict_term, at_most) + 1);
+                next = next.min(
+                    self.log
+                        .last_index_with_term_at_most(conflict_term, at_most)
+                        + 1,
+                );
             }
             progress.next_index = next.max(progress.match_index + 1);
             progress.inflight.clear();
@@ -390,7 +433,11 @@ impl Node {
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let quorum_index = matched[self.quorum() - 1];
         if quorum_index > self.commit_index && self.log.term_at(quorum_index) == Some(self.term) {
-            tracing::trace!(node = self.id, commit_index = quorum_index, "commit index advanced");
+            tracing::trace!(
+                node = self.id,
+                commit_index = quorum_index,
+                "commit index advanced"
+            );
             self.commit_index = quorum_index;
         }
     }
@@ -410,7 +457,12 @@ impl Node {
     }
 }
 
-fn track_sent(sent: &mut std::collections::BTreeMap<u64, (u64, u64)>, seq: u64, round: u64, now_ms: u64) {
+fn track_sent(
+    sent: &mut std::collections::BTreeMap<u64, (u64, u64)>,
+    seq: u64,
+    round: u64,
+    now_ms: u64,
+) {
     sent.insert(seq, (round, now_ms));
     while sent.len() > MAX_TRACKED_SENT {
         sent.pop_first();

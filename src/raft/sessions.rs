@@ -3,9 +3,9 @@
 //!
 //! Command gating: the leader appends a command only when its sequence is the next one for its
 //! session, counting commands already in the log but not applied. A retried sequence attaches to
-//! the pending entry or gets the cached result; a sequence that skips ahead waits in a bounded
-//! buffer (`max_pending_commands` over all sessions) until the gap fills, and fails with
-//! `Unavailable` when the buffer is full or with the session's error when the session closes.
+//! the pending entry or gets the cached result. A sequence that skips ahead waits in a bounded
+//! buffer (`max_pending_commands` over all sessions) until the gap fills. It fails with
+//! `Unavailable` when the buffer is full, or with the session's error when the session closes.
 //!
 //! Expiry: only the leader proposes `Unregister { expired: true }`, for the sessions the state
 //! machine lists at the leader's clock, and only once the state machine has applied an entry of
@@ -56,10 +56,15 @@ impl Node {
                 client_id,
                 timeout_ms,
             } => {
-                let timeout_ms = timeout_ms
-                    .unwrap_or(self.config.default_session_timeout.as_millis() as u64);
-                let index =
-                    self.append_entry(now_ms, EntryPayload::Register { client_id, timeout_ms });
+                let timeout_ms =
+                    timeout_ms.unwrap_or(self.config.default_session_timeout.as_millis() as u64);
+                let index = self.append_entry(
+                    now_ms,
+                    EntryPayload::Register {
+                        client_id,
+                        timeout_ms,
+                    },
+                );
                 self.add_waiter(index, client);
             }
             ClientRequest::KeepAlive {
@@ -103,8 +108,9 @@ impl Node {
         }
     }
 
-    /// The error for a request of a session the leader's state machine knows is closed. A
-    /// session whose Register entry is not applied yet passes: the entry decides when applied.
+    /// Returns the error for a request of a session that this node's state machine has closed.
+    /// A session whose Register entry is not applied yet passes, and its entries are checked
+    /// when applied.
     pub(super) fn closed_session_error(&self, session: SessionId) -> Option<ClientError> {
         if session > self.state_machine.applied_index() {
             return None;
@@ -151,7 +157,12 @@ impl Node {
         request: AcceptRequest,
     ) {
         if self.role != Role::Leader {
-            tracing::debug!(node = self.id, from, client_id = request.client_id, "dropped AcceptRequest: not the leader");
+            tracing::debug!(
+                node = self.id,
+                from,
+                client_id = request.client_id,
+                "dropped AcceptRequest: not the leader"
+            );
             return;
         }
         self.append_entry(
@@ -192,16 +203,24 @@ impl Node {
             return;
         }
 
-        let leader = self.leader_state.as_mut().expect("only the leader gates commands");
+        let leader = self
+            .leader_state
+            .as_mut()
+            .expect("only the leader gates commands");
         if let Some(&index) = leader.logged_commands.get(&(session, sequence)) {
-            leader.waiters.entry(index).or_default().push(Waiter::Client(client));
+            leader
+                .waiters
+                .entry(index)
+                .or_default()
+                .push(Waiter::Client(client));
             return;
         }
         let track = leader.sessions.entry(session).or_default();
         let next = track.last_logged.max(applied_sequence) + 1;
         if sequence < next {
-            // Logged by an earlier leader and applied between the checks above: cannot happen
-            // because the log scan in rebuild_session_tracks records every unapplied command.
+            // In the log but not in logged_commands. rebuild_session_tracks records every
+            // unapplied command, so only a bookkeeping bug leads here.
+            tracing::warn!(node = self.id, session, sequence, "logged command sequence is not tracked");
             let error = ClientError::Unavailable(format!(
                 "session {session} sequence {sequence} is in the log but not tracked; retry"
             ));
@@ -221,7 +240,13 @@ impl Node {
                 self.reply(client, Err(error));
                 return;
             }
-            tracing::debug!(node = self.id, session, sequence, expected = next, "command waits for an earlier sequence");
+            tracing::debug!(
+                node = self.id,
+                session,
+                sequence,
+                expected = next,
+                "command waits for an earlier sequence"
+            );
             track.buffered.insert(
                 sequence,
                 BufferedCommand {
@@ -274,7 +299,9 @@ impl Node {
     /// Answers a retry of an applied sequence from the state machine's cache.
     fn reply_applied_command(&mut self, client: ClientRef, session: SessionId, sequence: u64) {
         let response = match self.state_machine.command_status(session, sequence) {
-            CommandStatus::Applied { index, result } => Ok(ClientResponse::Command { index, result }),
+            CommandStatus::Applied { index, result } => {
+                Ok(ClientResponse::Command { index, result })
+            }
             CommandStatus::Released => Err(ClientError::SequenceReleased { session, sequence }),
             CommandStatus::UnknownSession => Err(ClientError::UnknownSession { session }),
             CommandStatus::Expired => Err(ClientError::SessionExpired { session }),
@@ -286,8 +313,15 @@ impl Node {
     }
 
     fn add_waiter(&mut self, index: u64, client: ClientRef) {
-        let leader = self.leader_state.as_mut().expect("only the leader has waiters");
-        leader.waiters.entry(index).or_default().push(Waiter::Client(client));
+        let leader = self
+            .leader_state
+            .as_mut()
+            .expect("only the leader has waiters");
+        leader
+            .waiters
+            .entry(index)
+            .or_default()
+            .push(Waiter::Client(client));
     }
 
     /// Rebuilds the per-session sequence tracking of a new leader from the unapplied part of its
@@ -304,7 +338,10 @@ impl Node {
                 logged.push((session, sequence, entry.index));
             }
         }
-        let leader = self.leader_state.as_mut().expect("called on becoming leader");
+        let leader = self
+            .leader_state
+            .as_mut()
+            .expect("called on becoming leader");
         for (session, sequence, index) in logged {
             leader.logged_commands.insert((session, sequence), index);
             let track = leader.sessions.entry(session).or_default();
@@ -334,7 +371,12 @@ impl Node {
         let response = match applied {
             Applied::Configuration | Applied::Connected => None,
             Applied::ExpiryCancelled { session } => {
-                tracing::info!(node = self.id, session, index = entry.index, "session expiry cancelled: the session was refreshed");
+                tracing::info!(
+                    node = self.id,
+                    session,
+                    index = entry.index,
+                    "session expiry cancelled: the session was refreshed"
+                );
                 None
             }
             Applied::Registered {
@@ -352,7 +394,12 @@ impl Node {
             })),
             Applied::Unregistered { session, expired } => {
                 if expired {
-                    tracing::info!(node = self.id, session, index = entry.index, "session expired");
+                    tracing::info!(
+                        node = self.id,
+                        session,
+                        index = entry.index,
+                        "session expired"
+                    );
                 }
                 self.fail_buffered_commands(session, expired);
                 Some(Ok(ClientResponse::Unregister))
@@ -407,7 +454,12 @@ impl Node {
             + leader.reads.len()
             + leader.buffered_total;
         if failed > 0 {
-            tracing::info!(node = self.id, term = self.term, failed, "failing pending client requests after losing leadership");
+            tracing::info!(
+                node = self.id,
+                term = self.term,
+                failed,
+                "failing pending client requests after losing leadership"
+            );
         }
         for waiters in leader.waiters.into_values() {
             for Waiter::Client(client) in waiters {
@@ -475,6 +527,11 @@ impl Node {
         for progress in leader.progress.values_mut() {
             progress.last_response_ms = now_ms;
         }
-        tracing::info!(node = self.id, term = self.term, index, "leader resumed after a pause: session expiry waits for a fresh Configuration entry");
+        tracing::info!(
+            node = self.id,
+            term = self.term,
+            index,
+            "leader resumed after a pause: session expiry waits for a fresh Configuration entry"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! - Log matching: two entries with the same index and term are identical and follow entries
 //!   of the same term (checked on every entry a node appends, which by induction makes the whole
 //!   prefixes equal).
-//! - Leader completeness: a new leader's log holds every entry committed so far.
+//! - Leader completeness: a new leader's log contains every entry committed so far.
 //! - State-machine safety: every node commits (and so applies) the same entry at each index.
 //! - A node's commit index never goes backwards while it runs (a restart starts it from 0).
 
@@ -47,7 +47,10 @@ impl Checker {
     pub fn check_ready(&mut self, id: NodeId, node: &Node, ready: &Ready) {
         for entry in &ready.entries {
             let prev_term = node.log().term_at(entry.index - 1).unwrap_or_else(|| {
-                panic!("node {id} hands out entry {} without the entry before it", entry.index)
+                panic!(
+                    "node {id} hands out entry {} without the entry before it",
+                    entry.index
+                )
             });
             let key = (entry.index, entry.term);
             match self.entries.get(&key) {

@@ -3,8 +3,8 @@
 //! Everything runs on one thread from one seed: a simulated clock, a network with per-message
 //! delay (hence reordering), loss, duplication and partitions, and per-node simulated storage
 //! that follows the [`Ready`](super::Ready) contract. A Ready's hard state, truncation and entries
-//! become durable only when its write completes after a simulated delay; its messages leave only
-//! then; and a crash discards every write that had not completed, so a restarted node recovers
+//! become durable only when its write completes after a simulated delay, and its messages leave
+//! only then. A crash discards every write that had not completed, so a restarted node recovers
 //! exactly the durable log and hard state.
 //!
 //! A [`Checker`](checker::Checker) watches every Ready and every commit index and panics, naming
@@ -45,7 +45,7 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// A network that neither loses, duplicates nor reorders much: 1-2 ms per message.
+    /// Returns a network that loses and duplicates nothing, with 1-2 ms per message.
     pub fn reliable() -> Self {
         NetworkConfig {
             min_delay_ms: 1,
@@ -87,7 +87,7 @@ struct Write {
     messages: Vec<PeerEnvelope>,
 }
 
-/// What survives a crash.
+/// State that survives a crash: the hard state and the durable log.
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     pub hard_state: HardState,
@@ -197,7 +197,7 @@ impl Cluster {
         self.nodes.keys().copied().collect()
     }
 
-    /// The running node `id`, if it is up.
+    /// Returns the running node `id`, or `None` while it is down.
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         self.nodes.get(&id).and_then(|sim| sim.node.as_ref())
     }
@@ -210,7 +210,7 @@ impl Cluster {
         self.nodes[&id].paused_until.is_some()
     }
 
-    /// The leader with the highest term among running, unpaused nodes.
+    /// Returns the leader with the highest term among running, unpaused nodes.
     pub fn leader(&self) -> Option<NodeId> {
         self.nodes
             .iter()
@@ -234,6 +234,12 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Cuts the link between `a` and `b`, both ways.
+    pub fn cut_link(&mut self, a: NodeId, b: NodeId) {
+        self.cut.insert((a, b));
+        self.cut.insert((b, a));
     }
 
     pub fn isolate(&mut self, id: NodeId) {
@@ -289,7 +295,14 @@ impl Cluster {
             return;
         }
         let delay = self.delay();
-        self.schedule(delay, Event::ClientRequest { to, client, request });
+        self.schedule(
+            delay,
+            Event::ClientRequest {
+                to,
+                client,
+                request,
+            },
+        );
     }
 
     /// Drops the reply to `(conn, request_id)` when it is produced, as if the connection lost it.
@@ -310,8 +323,8 @@ impl Cluster {
         while self.step(until) {}
     }
 
-    /// Runs until `done` holds (checked after every step) or `max_ms` pass. Returns whether
-    /// `done` held.
+    /// Runs until `done` returns true (checked after every step) or `max_ms` pass. Returns
+    /// whether `done` returned true.
     pub fn run_until(&mut self, max_ms: u64, mut done: impl FnMut(&mut Cluster) -> bool) -> bool {
         let until = self.now_ms + max_ms;
         loop {
@@ -332,7 +345,10 @@ impl Cluster {
             .nodes
             .values()
             .filter(|sim| sim.node.is_some())
-            .map(|sim| sim.paused_until.map_or(sim.next_tick_ms, |u| u.max(sim.next_tick_ms)))
+            .map(|sim| {
+                sim.paused_until
+                    .map_or(sim.next_tick_ms, |u| u.max(sim.next_tick_ms))
+            })
             .min();
         let next = [next_event, next_tick].into_iter().flatten().min();
         let Some(next) = next.filter(|&next| next <= until) else {
@@ -438,7 +454,8 @@ impl Cluster {
             return;
         };
         let ready = node.take_ready();
-        self.checker.check_ready(id, self.nodes[&id].node.as_ref().expect("running"), &ready);
+        self.checker
+            .check_ready(id, self.nodes[&id].node.as_ref().expect("running"), &ready);
 
         for (client, reply) in ready.replies {
             if self.drop_replies.remove(&(client.conn, client.request_id))
@@ -456,8 +473,9 @@ impl Cluster {
             entries: ready.entries,
             messages: ready.messages,
         };
-        let has_io =
-            write.hard_state.is_some() || write.truncate_from.is_some() || !write.entries.is_empty();
+        let has_io = write.hard_state.is_some()
+            || write.truncate_from.is_some()
+            || !write.entries.is_empty();
         let sim = self.nodes.get_mut(&id).expect("known node");
         if !has_io && sim.writes.is_empty() {
             self.send_messages(write.messages);
@@ -470,11 +488,17 @@ impl Cluster {
         if sim.writes.len() == 1 {
             let incarnation = sim.incarnation;
             let delay = self.network.io_delay_ms;
-            self.schedule(delay, Event::IoDone { node: id, incarnation });
+            self.schedule(
+                delay,
+                Event::IoDone {
+                    node: id,
+                    incarnation,
+                },
+            );
         }
     }
 
-    /// Makes the oldest queued write durable, tells the node, sends the write's messages.
+    /// Makes the oldest queued write durable, reports it to the node and sends its messages.
     fn complete_write(&mut self, id: NodeId) {
         let now = self.now_ms;
         let sim = self.nodes.get_mut(&id).expect("known node");
@@ -498,7 +522,13 @@ impl Cluster {
         if !sim.writes.is_empty() {
             let incarnation = sim.incarnation;
             let delay = self.network.io_delay_ms;
-            self.schedule(delay, Event::IoDone { node: id, incarnation });
+            self.schedule(
+                delay,
+                Event::IoDone {
+                    node: id,
+                    incarnation,
+                },
+            );
         }
         let sim = self.nodes.get_mut(&id).expect("known node");
         if let (Some(last), Some(node)) = (write.entries.last(), sim.node.as_mut()) {

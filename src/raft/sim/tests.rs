@@ -64,9 +64,9 @@ fn replay_one_seed() {
         return;
     };
     let seed: u64 = seed.parse().expect("RINGRAFT_SIM_SEED must be a number");
-    let nodes = std::env::var("RINGRAFT_SIM_NODES")
-        .ok()
-        .map_or(3, |value| value.parse().expect("RINGRAFT_SIM_NODES must be a number"));
+    let nodes = std::env::var("RINGRAFT_SIM_NODES").ok().map_or(3, |value| {
+        value.parse().expect("RINGRAFT_SIM_NODES must be a number")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

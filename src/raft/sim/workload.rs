@@ -2,10 +2,10 @@
 //! and queries with retries, against a cluster suffering partitions, pauses, crashes, message
 //! loss, duplication and reordering.
 //!
-//! Client rules, as a real client follows them: one request outstanding at a time; a command
-//! is retried with the same (session, sequence) after a timeout or an `OutcomeUnknown`, at the
-//! leader a reply named or at the next node; if its session is gone the command's outcome is
-//! unknown and the client registers a new session. Every command adds a fresh id under the
+//! Clients follow the rules of a real client. Each has one request outstanding at a time. A
+//! command is retried with the same (session, sequence) after a timeout or an `OutcomeUnknown`,
+//! at the leader named in a reply or else at the next node. If its session is gone, the
+//! command's outcome is unknown and the client registers a new session. Every command adds a fresh id under the
 //! client's tag, so the final state shows any command applied twice.
 //!
 //! Checks besides the [`Checker`](super::checker::Checker) ones: every acknowledged command is
@@ -57,7 +57,7 @@ impl WorkloadConfig {
     }
 }
 
-/// What a run did, for assertions that it was not vacuous.
+/// Counts from one run, so that tests can assert the run was not vacuous.
 #[derive(Clone, Debug, Default)]
 pub struct SimReport {
     pub acknowledged_commands: usize,
@@ -177,7 +177,11 @@ pub fn run(seed: u64, config: &WorkloadConfig) -> SimReport {
             return false;
         };
         let commit = cluster.node(leader).expect("leader runs").commit_index();
-        let last = cluster.node(leader).expect("leader runs").log().last_index();
+        let last = cluster
+            .node(leader)
+            .expect("leader runs")
+            .log()
+            .last_index();
         commit == last
             && cluster.ids().iter().all(|&id| {
                 cluster
@@ -253,7 +257,12 @@ fn drive_client(
             // Timed out: retry the same request at the next node.
             let outstanding = client.outstanding.take().expect("checked");
             client.target = next_node(ids, client.target);
-            resend(cluster, client, outstanding.request, outstanding.acked_before);
+            resend(
+                cluster,
+                client,
+                outstanding.request,
+                outstanding.acked_before,
+            );
         }
         return;
     }
@@ -324,7 +333,12 @@ fn drive_client(
     resend(cluster, client, request, acked_before);
 }
 
-fn resend(cluster: &mut Cluster, client: &mut SimClient, request: ClientRequest, acked_before: usize) {
+fn resend(
+    cluster: &mut Cluster,
+    client: &mut SimClient,
+    request: ClientRequest,
+    acked_before: usize,
+) {
     let request_id = client.next_request_id;
     client.next_request_id += 1;
     let now = cluster.now_ms();
@@ -374,7 +388,11 @@ fn handle_reply(
             else {
                 panic!("command reply to a {:?}", outstanding.request);
             };
-            assert_eq!(client.command, Some((sequence, id)), "reply to the current command");
+            assert_eq!(
+                client.command,
+                Some((sequence, id)),
+                "reply to the current command"
+            );
             client.command = None;
             client.acked_ids.push(id);
             client.acked_sequence = sequence;
