@@ -166,12 +166,18 @@ impl Analysis {
                 cycle.join(" "),
                 interleaving.cycle_match * 100.0
             );
+            let alternation = match interleaving.alternation {
+                Some(fraction) => format!(
+                    "each session alternates command and query {:.0}% of the time",
+                    fraction * 100.0
+                ),
+                None => "no session has two operations, so alternation is not measured".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "    sessions take turns in order {} for {:.0}% of arrivals; each session alternates command and query {:.0}% of the time",
+                "    sessions take turns in order {} for {:.0}% of arrivals; {alternation}",
                 order.join(" -> "),
-                interleaving.round_robin * 100.0,
-                interleaving.alternation * 100.0
+                interleaving.round_robin * 100.0
             );
         }
     }
@@ -464,8 +470,10 @@ fn describe(kind: &TimelineKind) -> String {
             option_text(index),
             option_text(term)
         ),
-        TimelineKind::ClientError { server, response, error } => {
-            format!("{}answered a client with {response} {error}", server_prefix(server))
+        TimelineKind::ClientError { server, response, error, count, last } => {
+            let repeated =
+                if *count > 1 { format!(" {count} times, the last at {}", clock_of(last)) } else { String::new() };
+            format!("{}sent a client {response} {error}{repeated}", server_prefix(server))
         }
         TimelineKind::RequestTimedOut { server } => format!("{}a request to a peer timed out", server_prefix(server)),
     }
@@ -523,7 +531,7 @@ fn verdict_text(outcome: Option<bool>, yes: &str, no: &str) -> String {
 }
 
 fn role_text(role: Option<Role>) -> &'static str {
-    role.map_or("(no state)", Role::name)
+    role.map_or("(state not shown)", Role::name)
 }
 
 fn server_prefix(server: &Option<String>) -> String {

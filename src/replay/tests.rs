@@ -180,6 +180,7 @@ fn steady_short_log_infers_cycle() {
     let analysis = fixture(STEADY);
     let interleaving = analysis.workload.interleaving.as_ref().unwrap();
     assert!(interleaving.inferred);
+    assert_eq!(interleaving.alternation, None);
     assert_eq!(interleaving.session_order, vec![4, 9, 19]);
     assert_eq!(interleaving.cycle.len(), 6);
     let plan = analysis.plan(1.0).unwrap();
@@ -348,6 +349,7 @@ fn stall_interleaving_cycle_of_six() {
     );
     assert!(interleaving.cycle_match >= 0.9);
     assert_eq!(interleaving.round_robin, 1.0);
+    assert!(interleaving.alternation.unwrap() > 0.9);
 }
 
 #[test]
@@ -775,4 +777,38 @@ fn member_id_prefix_is_accepted() {
     assert_eq!(analysis.lines.uninterpreted, 0);
     assert_eq!(analysis.servers, vec!["176061172".to_string()]);
     assert_eq!(session_ids(&analysis), vec![4, 9, 19]);
+}
+
+#[test]
+fn repeated_client_errors_collapse() {
+    let prefix = "2017-05-05T16:35:33.906+08:00 [copycat-server-/127.0.0.11:8701-copycat] DEBUG i.a.c.server.state.FollowerState - /127.0.0.11:8701 -";
+    let mut text = String::new();
+    for _ in 0..3 {
+        text.push_str(&format!(
+            "{prefix} Received ConnectRequest[client=86631390]\n"
+        ));
+        text.push_str(&format!(
+            "{prefix} Sent ConnectResponse[status=ERROR, leader=null, members=null]\n"
+        ));
+    }
+    text.push_str(&format!("{prefix} Sent KeepAliveResponse[status=ERROR, error=NO_LEADER_ERROR, leader=null, members=null]\n"));
+    let analysis = analyze_str(&text, "errors.log").unwrap();
+    let errors: Vec<(String, u64)> = analysis
+        .timeline
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TimelineKind::ClientError {
+                response, count, ..
+            } => Some((response.clone(), *count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            ("ConnectResponse".to_string(), 3),
+            ("KeepAliveResponse".to_string(), 1)
+        ]
+    );
 }

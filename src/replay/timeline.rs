@@ -178,10 +178,14 @@ pub enum TimelineKind {
         index: Option<u64>,
         term: Option<u64>,
     },
+    /// Error responses to clients, consecutive ones of the same kind counted in one item.
     ClientError {
         server: Option<String>,
         response: String,
         error: String,
+        count: u64,
+        /// Timestamp of the last error of the run.
+        last: String,
     },
     RequestTimedOut {
         server: Option<String>,
@@ -701,12 +705,33 @@ impl Builder {
                     .filter(|e| *e != "null")
                     .unwrap_or("ERROR")
                     .to_string();
+                // A long outage answers every request with the same error: keep one item per run.
+                if let Some(TimelineEvent {
+                    kind:
+                        TimelineKind::ClientError {
+                            server: last_server,
+                            response: last_response,
+                            error: last_error,
+                            count,
+                            last,
+                        },
+                    ..
+                }) = self.events.last_mut()
+                {
+                    if *last_server == server && last_response == kind && *last_error == error {
+                        *count += 1;
+                        *last = event.at_text.clone();
+                        return;
+                    }
+                }
                 self.push(
                     event,
                     TimelineKind::ClientError {
                         server,
                         response: kind.to_string(),
                         error,
+                        count: 1,
+                        last: event.at_text.clone(),
                     },
                 );
             }

@@ -126,8 +126,9 @@ pub struct Interleaving {
     pub inferred: bool,
     /// Fraction of consecutive arrivals that move to the next session in `session_order`.
     pub round_robin: f64,
-    /// Fraction of a session's consecutive operations that switch between command and query.
-    pub alternation: f64,
+    /// Fraction of a session's consecutive operations that switch between command and query,
+    /// or `None` when no session has two operations in the log.
+    pub alternation: Option<f64>,
 }
 
 /// Workload section of the analysis.
@@ -355,11 +356,7 @@ fn interleave(arrivals: &[Arrival]) -> Option<Interleaving> {
         cycle_match,
         inferred,
         round_robin,
-        alternation: if pairs == 0 {
-            0.0
-        } else {
-            switches as f64 / pairs as f64
-        },
+        alternation: (pairs > 0).then(|| switches as f64 / pairs as f64),
     })
 }
 
