@@ -1,7 +1,7 @@
 //! Segmented log on disk, shared by the `mmap` and `file` backends.
 //!
 //! The log is a sequence of segment files (see `segment`). The last one is active: appends go
-//! to its end, and it is rolled when the next record would not fit or when it holds
+//! to its end, and it is rolled when the next record would not fit or when it contains
 //! `max_entries_per_segment` entries. An in-memory index stores the offset, length and term of
 //! every record, so `term` needs no I/O and a read is one positioned read or one slice of the
 //! mapping.
@@ -370,8 +370,9 @@ impl<F: SegmentFile> SegmentedLog<F> {
             .max(SEGMENT_HEADER_LEN as u64 + record_len);
 
         if self.active().records.is_empty() {
-            // The record is larger than an empty segment: replace the segment by a bigger one
-            // under the same name. The rename is atomic, so this cannot fail half-way.
+            // The record is larger than an empty segment, so replace the segment by a bigger one
+            // under the same name. The rename is atomic: a crash leaves the old or the new
+            // empty segment, and both open as the same empty log.
             let first_index = self.active().first_index;
             let segment = Segment::open_new(&self.dir, first_index, size)?;
             *self.active() = segment;
@@ -679,7 +680,7 @@ fn recover<F: SegmentFile>(
 
 /// Fails with the problem, or with `config.repair` truncates the log at it.
 ///
-/// `segments` holds the segments before the problem, plus the damaged segment itself (cut back
+/// `segments` contains the segments before the problem, plus the damaged segment itself (cut back
 /// to its valid records) when the problem is inside a record rather than in the header.
 fn repair_or_fail<F: SegmentFile>(
     dir: &Path,

@@ -1,8 +1,8 @@
 //! Error type of the storage crate.
 //!
-//! Variants are grouped by what the caller has to do: `Io` and `Corrupt` need an operator
-//! (disk full, bad disk, run `ringraft log verify`), `Poisoned` means the process must restart
-//! and recover from disk, and the remaining variants are caller bugs or bad configuration.
+//! Variants are grouped by what the caller has to do. `Io` and `Corrupt` need an operator
+//! (disk full, bad disk, run `ringraft log verify`). `Poisoned` means the process must restart
+//! and recover from disk. The remaining variants are caller bugs or bad configuration.
 
 use std::io;
 use std::path::PathBuf;
@@ -79,8 +79,8 @@ pub enum StorageError {
     InvalidConfig(String),
 
     /// An earlier write or sync failed, so the on-disk state is unknown. After a failed
-    /// fdatasync the kernel may have dropped the dirty pages, so retrying could report data as
-    /// durable that is not; the only safe continuation is to reopen and recover.
+    /// fdatasync the kernel may have dropped the dirty pages, and a retry could then report
+    /// data as durable that is not. The only safe continuation is to reopen and recover.
     #[error(
         "log is unusable after an earlier I/O failure ({0}); restart the node to recover from disk"
     )]

@@ -1,8 +1,8 @@
 //! Durable Raft hard state: the current term and the vote cast in it.
 //!
 //! The state lives in one file, `hardstate`, with two 4 KiB slots. Each save writes the slot
-//! not holding the newest value and fdatasyncs before returning, so a node never answers a vote
-//! before the vote is on disk. A crash during a save can tear only the slot being written,
+//! not holding the newest value and fdatasyncs before returning, so a node never sends a vote
+//! response before the vote is on disk. A crash during a save can tear only the slot being written,
 //! which fails its CRC, and loading picks the valid slot with the highest sequence number: the
 //! old value or the new one, never a mix. The slots are 4 KiB apart so that one torn sector or
 //! page write cannot touch both.

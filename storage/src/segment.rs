@@ -1,8 +1,8 @@
 //! Segment files: naming, header, creation, scanning and cutting.
 //!
 //! A log directory contains segment files named `<first index, 20 digits>.log`. Each file
-//! starts with a 32-byte header and continues with records (see `record`) up to a zero magic
-//! byte; the rest of the file is preallocated zeros.
+//! starts with a 32-byte header, followed by records (see `record`) up to the first zero magic
+//! byte. The rest of the file is preallocated zeros.
 //!
 //! ```text
 //! offset  size  field
@@ -136,8 +136,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
-/// Preallocates `len` bytes of `file` so that later writes cannot fail with ENOSPC and mapped
-/// pages cannot raise SIGBUS for lack of space.
+/// Preallocates `len` bytes of `file`, so that a full disk fails here with ENOSPC instead of
+/// failing a later write or raising SIGBUS on a mapped page.
+///
+/// NOTE: on ext4 and XFS, the first write to a preallocated (unwritten) extent can still need
+/// a little metadata space, so this narrows the window rather than closing it completely.
 pub fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
     // SAFETY: posix_fallocate only reads its integer arguments; the descriptor is owned by
     // `file` and stays open for the duration of the call.
@@ -210,7 +213,7 @@ pub struct RecordLoc {
     pub term: u64,
 }
 
-/// What follows the last valid record of a segment.
+/// State of the bytes after the last valid record of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tail {
     /// Only zeros or the end of the file.
@@ -296,8 +299,8 @@ fn classify_invalid(data: &[u8], position: usize, problem: RecordProblem) -> Tai
     let garbage_end = position + last_nonzero + 1;
 
     // A valid record after the invalid one means the bytes in between were damaged after they
-    // were written; a torn write never leaves a complete record behind a broken one, except in
-    // the case noted on `find_valid_record`.
+    // were written. A torn write does not leave a complete record behind a broken one, except
+    // in the case noted on `find_valid_record`.
     match find_valid_record(data, position + 1, garbage_end) {
         Some(_) => Tail::Corrupt {
             offset: position as u64,

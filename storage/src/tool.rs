@@ -32,7 +32,7 @@ pub enum VerifyOutcome {
 }
 
 impl VerifyOutcome {
-    /// Whether the log opens without repair (healthy or torn tail only).
+    /// Returns true if the log opens without repair (healthy or torn tail only).
     pub fn opens(&self) -> bool {
         !matches!(self, VerifyOutcome::Corrupt { .. })
     }
@@ -217,7 +217,7 @@ pub const DUMP_PAYLOAD_PREVIEW: usize = 32;
 
 /// Prints the valid entries of `dir` starting at index `from` (default: the first), at most
 /// `count` of them (default: all), one per line: index, term, payload length, CRC and the first
-/// `DUMP_PAYLOAD_PREVIEW` payload bytes in hex. Stops at the first invalid record and says so.
+/// `DUMP_PAYLOAD_PREVIEW` payload bytes in hex. Stops at the first invalid record and prints a line naming it.
 /// Returns the number of entries printed.
 pub fn dump(
     dir: &Path,

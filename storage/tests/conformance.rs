@@ -166,8 +166,8 @@ fn read_range_respects_byte_budget(config: LogConfig) {
 }
 
 fn exact_fill_rolls_boundary_entry(config: LogConfig) {
-    // Header 32 bytes plus 50 records of 80 bytes fills 4032 bytes; with a 4032-byte segment the
-    // 51st record is the first of the next segment.
+    // A 32-byte header plus 50 records of 80 bytes fill a 4032-byte segment exactly, so the
+    // 51st record must be the first of the next segment.
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
         segment_size: 32 + 50 * 80,

@@ -1,9 +1,9 @@
 //! Crash and corruption suite for the disk backends.
 //!
 //! Each case builds a log, closes it, damages the files the way a crash or a bad disk would,
-//! and checks what reopening does: a torn tail of the last segment is cut and everything before
-//! it survives, damage anywhere else is rejected with the file and offset, and repair truncates
-//! at the damage. Records are 55 bytes (27-byte payloads) so that they straddle 512-byte and
+//! and checks what reopening does. A torn tail of the last segment is cut and everything before
+//! it survives. Damage anywhere else is rejected with the file and offset, and repair truncates
+//! the log at the damage. Records are 55 bytes (27-byte payloads) so that they straddle 512-byte and
 //! 4 KiB boundaries at many different offsets.
 
 mod common;
@@ -78,7 +78,7 @@ fn zero_range(path: &Path, from: u64, to: u64) {
     fs::write(path, bytes).unwrap();
 }
 
-/// Opens the log, checks it holds exactly `expected`, appends one more entry, reopens and
+/// Opens the log, checks it contains exactly `expected`, appends one more entry, reopens and
 /// checks the new entry survived.
 fn assert_recovers_to(dir: &Path, config: &LogConfig, expected: &[Entry], context: &str) {
     let mut log =

@@ -58,7 +58,7 @@ pub fn open(dir: &Path, config: &LogConfig) -> Log {
     run(open_log(dir, config)).unwrap_or_else(|e| panic!("open {} failed: {e}", dir.display()))
 }
 
-/// Checks that `log` holds exactly `expected`, through every read path.
+/// Checks that `log` contains exactly `expected`, through every read path.
 pub fn assert_log_matches(log: &Log, expected: &[Entry]) {
     let Some(first) = expected.first() else {
         assert_eq!(
