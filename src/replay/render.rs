@@ -320,7 +320,7 @@ impl Analysis {
             };
             let _ = writeln!(
                 out,
-                "  term {:>3}: first seen {} ; {leader}{candidates}",
+                "  term {:>3}: first seen {}, {leader}{candidates}",
                 info.term,
                 clock_of(&info.first_seen.time)
             );

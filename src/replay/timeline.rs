@@ -208,7 +208,7 @@ pub struct TermInfo {
     pub leader: Option<Member>,
     /// Evidence for the leader.
     pub leader_evidence: Option<String>,
-    /// Members that asked for votes or pre-votes for this term.
+    /// Members that requested votes or pre-votes for this term.
     pub candidates: Vec<u64>,
 }
 

@@ -1,6 +1,6 @@
-//! The walk over events that builds the timeline: one [`Builder`] observes every event in log
-//! order and keeps the state the timeline needs (current term, each server's role, the open
-//! pre-vote round, local entries known to exist, the last AppendRequest each server received).
+//! The walk over events that builds the timeline. One [`Builder`] observes every event in log
+//! order. It keeps the state the timeline needs: the current term, each server's role, the open
+//! pre-vote round, local entries known to exist and the last AppendRequest each server received.
 
 use std::collections::{BTreeMap, HashMap};
 
