@@ -13,6 +13,9 @@ use std::path::Path;
 use plotters::prelude::*;
 use ringraft_loadgen::SecondRow;
 
+/// A plotted series: legend name, color and the value it takes from a row.
+type Series = (&'static str, RGBColor, fn(&SecondRow) -> Option<f64>);
+
 /// A shaded interval, in seconds after the start of the load.
 #[derive(Clone, Debug)]
 pub struct Window {
@@ -28,7 +31,7 @@ pub fn write_latency_svg(
     windows: &[Window],
     title: &str,
 ) -> Result<(), String> {
-    let series: [(&str, RGBColor, fn(&SecondRow) -> Option<f64>); 5] = [
+    let series: [Series; 5] = [
         ("Add p50", RGBColor(31, 119, 180), |r| r.add_p50_ms),
         ("Add p99", RGBColor(174, 199, 232), |r| r.add_p99_ms),
         ("Query p50", RGBColor(44, 160, 44), |r| r.query_p50_ms),
@@ -41,12 +44,12 @@ pub fn write_latency_svg(
         .flat_map(|row| series.iter().filter_map(move |(_, _, get)| get(row)))
         .filter(|v| *v > 0.0)
         .collect();
+    // The y axis reaches down to 0.1 ms at least and never below 1 µs (log scale).
     let y_min = values
         .iter()
         .copied()
         .fold(f64::INFINITY, f64::min)
-        .min(0.1)
-        .max(0.001);
+        .clamp(0.001, 0.1);
     let y_max = values.iter().copied().fold(0.0, f64::max).max(10.0) * 2.0;
     let x_max = rows
         .iter()

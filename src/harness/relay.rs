@@ -336,7 +336,7 @@ mod tests {
 
         network.isolate(3);
         network.heal(2);
-        assert!(network.peer_relays[&(1, 2)].is_cut() == false);
+        assert!(!network.peer_relays[&(1, 2)].is_cut());
         assert!(
             network.peer_relays[&(2, 3)].is_cut(),
             "node3 is still isolated"
