@@ -9,7 +9,7 @@
 //!   or a panic unwinding through the run takes the servers down.
 //! - Each server runs in its own process group, so a Ctrl-C in the terminal reaches only the
 //!   harness, which then stops the load, checks the history and stops the servers itself.
-//! - Each child asks the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), which
+//! - Each child requests SIGKILL from the kernel when its parent dies (`PR_SET_PDEATHSIG`), which
 //!   covers a harness killed with SIGKILL. Linux sends that signal when the *thread* that
 //!   spawned the child exits, so servers must be started and restarted from a thread that
 //!   lives as long as the cluster (the harness uses its main thread).
@@ -82,7 +82,7 @@ pub enum ClusterError {
     UnknownNode(NodeId),
 }
 
-/// What the harness last did to a node's process.
+/// State of a node's process, as the harness last set it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeState {
     Running,

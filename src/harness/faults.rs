@@ -1,10 +1,15 @@
 //! Fault schedule specs: `KIND:TARGET@START[+DURATION]`.
 //!
-//! `KIND` is `pause` (SIGSTOP, then SIGCONT after the duration), `kill` (SIGKILL, then a restart
-//! from the same data directory after the duration, or no restart without one) or `partition`
-//! (every link between the target and the other nodes and the clients is cut for the duration).
+//! `KIND` is one of:
+//! - `pause`: SIGSTOP, then SIGCONT after the duration.
+//! - `kill`: SIGKILL, then a restart from the same data directory after the duration. Without
+//!   a duration the node stays down.
+//! - `partition`: every link between the target and the other nodes and the clients is cut
+//!   for the duration.
+//!
 //! `TARGET` is `leader` or `follower` (both resolved when the fault fires), `node<N>` or `all`.
-//! `START` is measured from the start of the load (time 0 of the recorded history).
+//! `START` is measured from the start of the load (time 0 of the recorded history, warm-up
+//! included).
 //!
 //! Durations are a decimal number followed by a unit: `ms`, `s`, `m` or `h` (`2.5s`, `500ms`).
 //! Parse errors name the spec and show the expected form, so a bad `--fault` is reported before
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// What a fault does to its target.
+/// Kind of fault: the action taken on the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     Pause,
@@ -34,7 +39,7 @@ impl FaultKind {
     }
 }
 
-/// Which node or nodes a fault hits.
+/// Target of a fault: the node or nodes it hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultTarget {
     /// The node that is leader when the fault fires.

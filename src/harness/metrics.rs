@@ -1,7 +1,7 @@
 //! Failover metrics: status polling during the run, and per-fault figures computed afterwards
 //! from the status samples and the recorded history.
 //!
-//! A poller thread per node asks for the node's status every [`POLL_INTERVAL`] (directly, never
+//! A poller thread per node requests the node's status every [`POLL_INTERVAL`] (directly, never
 //! through a relay) and keeps every sample. The harness resolves `leader` and `follower` fault
 //! targets from the latest samples, and after the run it derives, for each fault:
 //!
@@ -35,7 +35,7 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 /// A sample older than this no longer counts for the current leader.
 const FRESH: Duration = Duration::from_millis(600);
 
-/// One status answer.
+/// One status reply.
 #[derive(Clone, Debug)]
 pub struct StatusSample {
     pub at: Instant,
@@ -71,13 +71,15 @@ impl StatusPoller {
                         let started = Instant::now();
                         match status(&addr, POLL_TIMEOUT) {
                             Ok(node_status) => {
+                                // The id the node reports, so an external cluster's ids are
+                                // right even though its addresses were numbered in order.
                                 let sample = StatusSample {
                                     at: Instant::now(),
-                                    node,
+                                    node: node_status.id,
                                     status: node_status,
                                 };
                                 let mut state = state.lock().unwrap();
-                                state.latest.insert(node, sample.clone());
+                                state.latest.insert(sample.node, sample.clone());
                                 state.samples.push(sample);
                             }
                             Err(error) => {
@@ -97,7 +99,7 @@ impl StatusPoller {
         }
     }
 
-    /// The leader in the highest term among recent samples, with that term.
+    /// Returns the leader in the highest term among recent samples, with that term.
     pub fn current_leader(&self) -> Option<(NodeId, Term)> {
         let state = self.state.lock().unwrap();
         let now = Instant::now();
@@ -110,7 +112,7 @@ impl StatusPoller {
             .max_by_key(|&(_, term)| term)
     }
 
-    /// The highest term any node has reported so far.
+    /// Returns the highest term any node has reported so far.
     pub fn max_term(&self) -> Option<Term> {
         let state = self.state.lock().unwrap();
         state.latest.values().map(|sample| sample.status.term).max()
@@ -134,7 +136,7 @@ impl Drop for StatusPoller {
     }
 }
 
-/// What the harness did for one fault of the schedule.
+/// Record of one fault of the schedule: when and where the harness injected it.
 #[derive(Clone, Debug)]
 pub struct FaultRecord {
     pub spec: FaultSpec,
@@ -146,7 +148,7 @@ pub struct FaultRecord {
     /// Leader and term as the status samples showed them at injection.
     pub leader: Option<NodeId>,
     pub term: Option<Term>,
-    /// Why the fault was not injected, or what failed while injecting or ending it.
+    /// Reason the fault was not injected, or the error from injecting or ending it.
     pub problem: Option<String>,
 }
 

@@ -118,7 +118,7 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() so the thread sees the flag.
+        // Wake the blocking accept() so the thread reads the flag.
         let _ = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT);
         if let Some(thread) = self.accept_thread.take() {
             let _ = thread.join();
@@ -141,7 +141,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         if shared.cut.load(Ordering::SeqCst) {
-            // Dropping the stream closes it: the dialer sees the partition.
+            // Dropping the stream closes it, which is how the dialer experiences the partition.
             continue;
         }
 

@@ -1,7 +1,7 @@
 //! The result files of a bench run besides the load generator's: `summary.json` (for
 //! scripts), `summary.md` (for people, read first) and `latency.svg`.
 //!
-//! The load generator writes its own summary first under the same name; the harness moves it
+//! The load generator writes its own summary first under the same name. The harness moves it
 //! to `load-summary.json` and embeds it as the `load` field of its own summary.
 //!
 //! Latencies in `summary.json` are in microseconds (`latency_us`) and measured from the

@@ -25,7 +25,7 @@ use super::schedule::{sleep_until, FaultScheduler};
 const DEFAULT_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time allowed for the final-state read after the load stops.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest sleep of the scheduling loop, so Ctrl-C and the end of the load are noticed.
+/// Maximum sleep of the scheduling loop, so Ctrl-C and the end of the load are noticed quickly.
 const LOOP_TICK: Duration = Duration::from_millis(10);
 
 /// Exit code when the history check fails.
@@ -97,6 +97,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C exits at once; the servers then die through PR_SET_PDEATHSIG.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            EXIT_INTERRUPTED as i32,
+            interrupted.clone(),
+        )
+        .map_err(BenchError::Signal)?;
         signal_hook::flag::register(signal, interrupted.clone()).map_err(BenchError::Signal)?;
     }
     let cluster_id = resolved.scenario.server.cluster_id.clone();
@@ -294,8 +301,8 @@ fn workload_args(resolved: &ResolvedScenario) -> Result<WorkloadArgs, BenchError
     Ok(workload)
 }
 
-/// The `ringraft` binary to start servers with: --server-bin, $RINGRAFT_BIN, or this program
-/// when it is `ringraft`.
+/// Finds the `ringraft` binary to start servers with: --server-bin, $RINGRAFT_BIN, or this
+/// program when it is `ringraft`.
 fn server_bin(args: &BenchArgs) -> Result<PathBuf, BenchError> {
     let chosen = args
         .server_bin

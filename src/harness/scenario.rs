@@ -1,10 +1,10 @@
 //! Scenario files: the settings of a bench run in TOML, merged with the command-line flags.
 //!
-//! A scenario has the cluster shape (`nodes`), the run length (`duration`), the fault schedule
-//! (`faults`), the server settings (`[server]`, passed to every `ringraft server` as flags) and
-//! the load generator settings (`[workload]`, passed to the load generator unchanged, so every
-//! load generator setting can appear there). A flag given on the command line replaces the
-//! file's value; `--fault` replaces the whole schedule.
+//! A scenario has the cluster shape (`nodes`), the run length (`duration`) and the fault
+//! schedule (`faults`). Its `[server]` table is passed to every `ringraft server` as flags. Its
+//! `[workload]` table is passed to the load generator's `WorkloadArgs` unchanged, so every load
+//! generator setting can appear there. A flag given on the command line replaces the file's
+//! value, and `--fault` replaces the whole schedule.
 //!
 //! The four shipped scenarios are compiled into the binary as well, so `--scenario seed` works
 //! from any directory. A file `bench/scenarios/<name>.toml` under the current directory takes

@@ -149,7 +149,7 @@ impl FaultScheduler {
     }
 
     /// Ends the faults still in effect, so the final state can be read: resumes paused nodes
-    /// and heals partitions. A node killed without a duration stays down, as its spec says.
+    /// and heals partitions. A node killed without a duration stays down, as its spec requests.
     pub fn end_all(&mut self, elapsed: Duration, cluster: &mut LocalCluster) {
         let now_ns = elapsed.as_nanos() as u64;
         for i in 0..self.records.len() {
@@ -163,7 +163,7 @@ impl FaultScheduler {
     }
 }
 
-/// The nodes a target names at this moment.
+/// Resolves a target to the nodes it names at this moment.
 fn resolve_target(
     target: FaultTarget,
     leader: Option<NodeId>,
