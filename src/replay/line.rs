@@ -19,7 +19,7 @@ use regex::Regex;
 /// Entry header in the logback layout Copycat servers use.
 static HEADER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{1,9}(?:Z|[+-]\d{2}:\d{2})) \[([^\]]*)\] (TRACE|DEBUG|INFO|WARN|ERROR)\s+(\S+) - (.*)$",
+        r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}[.,]\d{1,9}(?:Z|[+-]\d{2}:?\d{2})?) \[([^\]]*)\] (TRACE|DEBUG|INFO|WARN|ERROR)\s+(\S+) - (.*)$",
     )
     .expect("header pattern is valid")
 });
@@ -27,7 +27,7 @@ static HEADER: LazyLock<Regex> = LazyLock::new(|| {
 /// Start of a line that carries an ISO-8601 timestamp, used to tell a cut header apart from a
 /// line of another format.
 static TIMESTAMP_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}").expect("prefix pattern is valid")
+    Regex::new(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}").expect("prefix pattern is valid")
 });
 
 /// Server prefix Copycat puts in front of every server message: the address (`/host:port - `
@@ -112,7 +112,7 @@ pub fn classify(line_no: usize, text: &str, inside_entry: bool, entry_open: bool
 fn parse_entry(line_no: usize, text: &str) -> Option<Entry<'_>> {
     let captures = HEADER.captures(text)?;
     let timestamp_text = captures.get(1)?.as_str();
-    let timestamp = DateTime::parse_from_rfc3339(timestamp_text).ok()?;
+    let timestamp = parse_timestamp(timestamp_text)?;
     let level = match captures.get(3)?.as_str() {
         "TRACE" => Level::Trace,
         "DEBUG" => Level::Debug,
@@ -135,6 +135,23 @@ fn parse_entry(line_no: usize, text: &str) -> Option<Entry<'_>> {
         server,
         message,
     })
+}
+
+/// Parses the layout's timestamp: ISO 8601 with an offset as in `%d{yyyy-MM-dd'T'HH:mm:ss.SSSXXX}`,
+/// or logback's default `%d` (`2017-05-05 16:35:29,155`, local time without an offset).
+fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
+    if let Ok(timestamp) = DateTime::parse_from_rfc3339(text) {
+        return Some(timestamp);
+    }
+
+    // NOTE: a timestamp without an offset is read as UTC because the log does not name its zone.
+    // Gaps and offsets are unaffected, and reports show the log's own text.
+    let normalized = text.replacen(' ', "T", 1).replacen(',', ".", 1);
+    if let Ok(timestamp) = DateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(timestamp);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    Some(naive.and_utc().fixed_offset())
 }
 
 /// Server role implied by the logger: Copycat logs from one class per server state.

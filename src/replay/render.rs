@@ -545,7 +545,7 @@ fn option_text(value: &Option<u64>) -> String {
 /// Time of day part of a log timestamp (`16:35:29.155`).
 fn clock_of(timestamp: &str) -> &str {
     let time = timestamp
-        .split_once('T')
+        .split_once(['T', ' '])
         .map_or(timestamp, |(_, time)| time);
     time.get(..12).unwrap_or(time)
 }

@@ -812,3 +812,18 @@ fn repeated_client_errors_collapse() {
         ]
     );
 }
+
+#[test]
+fn logback_default_timestamps_parse() {
+    let text = fixture_text(STALL)
+        .replace("2017-05-05T", "2017-05-05 ")
+        .replace("+08:00 [", " [");
+    let text = text.replacen("16:35:28.962", "16:35:28,962", 1);
+    let analysis = analyze_str(&text, "default-layout.log").unwrap();
+    assert_eq!(analysis.lines.uninterpreted, 0);
+    assert_eq!(analysis.first_timestamp, "2017-05-05 16:35:28,962");
+    let silence = analysis.timeline.leader_silence.as_ref().unwrap();
+    assert_eq!(silence.duration_ms, 2546);
+    assert_eq!(silence.start.time, "2017-05-05 16:35:29.155");
+    assert!(analysis.render_text().contains("+193 ms  16:35:29.155"));
+}
