@@ -27,13 +27,13 @@ fn fixture(name: &str) -> Analysis {
 
 fn events_of<'a>(
     analysis: &'a Analysis,
-    wanted: impl Fn(&TimelineKind) -> bool + 'a,
+    predicate: impl Fn(&TimelineKind) -> bool + 'a,
 ) -> Vec<&'a TimelineEvent> {
     analysis
         .timeline
         .events
         .iter()
-        .filter(|e| wanted(&e.kind))
+        .filter(|e| predicate(&e.kind))
         .collect()
 }
 
