@@ -212,6 +212,15 @@ pub struct ReplayArgs {
     /// Print the analysis as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run the log's workload and failover on a local ringraft cluster and compare.
+    #[arg(long)]
+    pub run: bool,
+    /// With --run: multiply the log's request rate (and divide its offsets) by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// With --run: any `ringraft bench` flag; it overrides what the log implies.
+    #[command(flatten)]
+    pub bench: ringraft::harness::BenchArgs,
 }
 
 pub fn replay(args: ReplayArgs) -> ExitCode {
@@ -220,6 +229,12 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(analysis) => analysis,
         Err(e) => return fail(e),
     };
+    if args.run {
+        return match ringraft::replay::run_replay(&analysis, &args.log, args.speed, args.bench) {
+            Ok(code) => code,
+            Err(e) => fail(e),
+        };
+    }
     if args.json {
         match serde_json::to_string_pretty(&analysis) {
             Ok(text) => println!("{text}"),

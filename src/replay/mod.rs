@@ -31,6 +31,7 @@ mod message;
 mod plan;
 mod record;
 mod render;
+mod run;
 mod stats;
 mod timeline;
 mod workload;
@@ -47,6 +48,7 @@ pub use events::{
 };
 pub use latency::LatencyStats;
 pub use line::{Level, Role};
+pub use run::{bench_args_for, compare, render_comparison, run_replay, ReplayRunError};
 pub use plan::{PlannedOp, PlannedPause, ReplayPlan, MIN_PAUSE_MS};
 pub use stats::Percentiles;
 pub use timeline::{
