@@ -114,3 +114,77 @@ fn short_run_with_pause_and_kill() {
     );
     assert!(out.join("nodes/node1/server.log").is_file());
 }
+
+/// Starts `ringraft bench` writing to `out` and waits until its three servers run.
+fn start_bench(out: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .args(["bench", "--duration", "30s", "--no-faults", "--quiet"])
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting ringraft bench");
+    let needle = out.display().to_string();
+    for _ in 0..300 {
+        if processes_mentioning(&needle).len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_mentioning(&needle).len(),
+        3,
+        "three servers expected"
+    );
+    child
+}
+
+/// Waits up to ten seconds for every process mentioning `needle` to end.
+fn wait_until_gone(needle: &str) -> Vec<u32> {
+    for _ in 0..500 {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    processes_mentioning(needle)
+}
+
+#[test]
+fn ctrl_c_stops_every_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut bench = start_bench(&out);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    // SAFETY: kill(2) on the pid of a child that has not been reaped yet.
+    unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) };
+    let status = bench.wait().unwrap();
+    assert!(
+        !status.success(),
+        "an interrupted run does not exit 0: {status}"
+    );
+    let left = wait_until_gone(&out.display().to_string());
+    assert!(left.is_empty(), "servers outlived Ctrl-C: {left:?}");
+    assert!(
+        out.join("summary.json").is_file(),
+        "an interrupted run still writes its summary"
+    );
+}
+
+#[test]
+fn killed_harness_takes_servers_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut bench = start_bench(&out);
+
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    let left = wait_until_gone(&out.display().to_string());
+    assert!(
+        left.is_empty(),
+        "servers outlived a SIGKILLed harness: {left:?}"
+    );
+}
