@@ -588,7 +588,6 @@ fn recover<F: SegmentFile>(
 ) -> Result<Vec<Segment<F>>, StorageError> {
     let names = segment::list_segments(dir, true)?;
     let mut segments: Vec<Segment<F>> = Vec::with_capacity(names.len());
-    let mut scratch = Vec::new();
 
     for (position, name) in names.iter().enumerate() {
         let is_last = position + 1 == names.len();
@@ -603,7 +602,7 @@ fn recover<F: SegmentFile>(
             reason,
         };
 
-        let scan = match segment::scan_segment(file.contents(&mut scratch)?) {
+        let scan = match file.scan()? {
             Ok(scan) => scan,
             Err(reason) => {
                 return repair_or_fail(dir, config, &names, segments, problem(0, reason))
