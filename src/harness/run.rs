@@ -95,6 +95,30 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
         source,
     })?;
 
+    let faults: Vec<String> = resolved
+        .scenario
+        .faults
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "ringraft bench: scenario {} ({}), {}, {} of load, faults: {}; results in {}",
+        resolved.scenario.name,
+        resolved.origin,
+        if external {
+            format!("existing cluster {}", resolved.external_cluster.join(","))
+        } else {
+            format!("{} local nodes", resolved.scenario.nodes)
+        },
+        super::faults::format_duration(resolved.scenario.duration),
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(" ")
+        },
+        out.display()
+    );
+
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second Ctrl-C exits at once; the servers then die through PR_SET_PDEATHSIG.
