@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::checker::CheckReport;
 use super::faults::format_duration;
 use super::metrics::{spread, FaultMetrics, StatusSample};
-use super::plot::{write_latency_svg, Window};
+use super::plot::{latency_series, write_latency_svg, Window};
 use super::scenario::ResolvedScenario;
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -370,7 +370,9 @@ pub fn write(input: &ReportInput<'_>) -> Result<String, String> {
         "ringraft bench {}: latency per second",
         input.resolved.scenario.name
     );
-    write_latency_svg(&path(PLOT_FILE), &input.load.timeseries, &windows, &title)?;
+    let hlog = std::fs::read(path(ringraft_loadgen::output::HLOG_FILE)).ok();
+    let series = latency_series(&input.load.timeseries, hlog.as_deref());
+    write_latency_svg(&path(PLOT_FILE), &series, &windows, &title)?;
 
     let check = input.check;
     let mut short = format!(
