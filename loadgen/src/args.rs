@@ -27,12 +27,15 @@ impl FromStr for Mix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("invalid mix '{s}': expected ADD:QUERY weights such as 1:1 or 3:1");
+        let invalid =
+            || format!("invalid mix '{s}': expected ADD:QUERY weights such as 1:1 or 3:1");
         let (add, query) = s.split_once(':').ok_or_else(invalid)?;
         let add: u32 = add.trim().parse().map_err(|_| invalid())?;
         let query: u32 = query.trim().parse().map_err(|_| invalid())?;
         if add == 0 && query == 0 {
-            return Err(format!("invalid mix '{s}': at least one weight must be positive"));
+            return Err(format!(
+                "invalid mix '{s}': at least one weight must be positive"
+            ));
         }
         Ok(Mix { add, query })
     }

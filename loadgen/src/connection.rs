@@ -23,7 +23,7 @@ use ringraft_protocol::{
     NodeId, ServerFrame, DEFAULT_MAX_FRAME,
 };
 
-/// What the reader task forwards to the session.
+/// Event the reader task forwards to the session.
 pub(crate) enum ConnEvent {
     Frame(ServerFrame),
     /// The connection ended; the text says why.
@@ -75,7 +75,11 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connect to `addr`, send the client handshake and wait for the member's reply, all
     /// within `timeout`.
-    pub async fn open(addr: &str, cluster_id: &str, timeout: Duration) -> Result<Self, ConnectError> {
+    pub async fn open(
+        addr: &str,
+        cluster_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, ConnectError> {
         let socket_addr = resolve(addr)?;
         let stream = TcpStream::connect_timeout(socket_addr, timeout)
             .await
@@ -84,10 +88,12 @@ impl Connection {
                 source: e.into(),
             })?;
         // Requests are small and latency is what we measure: do not let Nagle hold them.
-        stream.set_nodelay(true).map_err(|e| ConnectError::Connect {
-            addr: addr.to_string(),
-            source: e.into(),
-        })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| ConnectError::Connect {
+                addr: addr.to_string(),
+                source: e.into(),
+            })?;
         let (read_half, mut writer) = split(stream);
 
         let hello = Hello {
@@ -154,15 +160,20 @@ impl Connection {
         })
     }
 
-    /// Write one request frame.
-    pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), String> {
+    /// Append one request frame to the write buffer; [`Connection::flush`] sends it.
+    pub fn queue(&mut self, frame: &ClientFrame) -> Result<(), String> {
+        encode_frame(frame, &mut self.out).map_err(|e| e.to_string())
+    }
+
+    /// Write every queued frame in one go, so a burst of pipelined requests costs one
+    /// system call instead of one per request.
+    pub async fn flush(&mut self) -> Result<(), String> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.writer.write_all(&self.out).await;
         self.out.clear();
-        encode_frame(frame, &mut self.out).map_err(|e| e.to_string())?;
-        self.writer
-            .write_all(&self.out)
-            .await
-            .map_err(|e| format!("write to {} failed: {e}", self.addr))?;
-        Ok(())
+        result.map_err(|e| format!("write to {} failed: {e}", self.addr))
     }
 }
 

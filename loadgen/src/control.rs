@@ -1,5 +1,5 @@
-//! A handle shared between a running load generator and whoever watches it (the harness,
-//! the progress line).
+//! A handle shared between a running load generator and its observers (the harness, the
+//! progress line).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,10 +66,18 @@ impl RunControl {
     /// Time 0 of the history and the time series: set by `run` when it starts the sessions.
     /// Before that it is the instant this handle was created.
     pub fn run_start(&self) -> Instant {
-        *self.inner.start.lock().expect("run start lock is never poisoned")
+        *self
+            .inner
+            .start
+            .lock()
+            .expect("run start lock is never poisoned")
     }
 
     pub(crate) fn set_run_start(&self, start: Instant) {
-        *self.inner.start.lock().expect("run start lock is never poisoned") = start;
+        *self
+            .inner
+            .start
+            .lock()
+            .expect("run start lock is never poisoned") = start;
     }
 }

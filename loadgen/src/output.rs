@@ -101,8 +101,8 @@ pub struct SecondRow {
     pub max_ms: Option<f64>,
 }
 
-/// What `run` returns: the figures of `summary.json` as Rust values, the merged histograms,
-/// and the summary itself.
+/// Result of `run`: the figures of `summary.json` as Rust values, the merged histograms, and
+/// the summary itself.
 #[derive(Clone, Debug)]
 pub struct RunReport {
     pub seed: u64,
@@ -168,8 +168,14 @@ pub(crate) fn write_all(config: &LoadConfig, data: &RunData) -> Result<RunReport
     let throughput = add.throughput_ops_per_s + query.throughput_ops_per_s;
     let timeseries = build_timeseries(data);
 
-    write_file(&dir.join(ADD_HGRM_FILE), percentile_distribution(totals.measured.add.intended.histogram(), 1e6).as_bytes())?;
-    write_file(&dir.join(QUERY_HGRM_FILE), percentile_distribution(totals.measured.query.intended.histogram(), 1e6).as_bytes())?;
+    write_file(
+        &dir.join(ADD_HGRM_FILE),
+        percentile_distribution(totals.measured.add.intended.histogram(), 1e6).as_bytes(),
+    )?;
+    write_file(
+        &dir.join(QUERY_HGRM_FILE),
+        percentile_distribution(totals.measured.query.intended.histogram(), 1e6).as_bytes(),
+    )?;
     write_interval_log(&dir.join(HLOG_FILE), data)?;
     write_timeseries(&dir.join(TIMESERIES_FILE), &timeseries)?;
     write_history(&dir.join(HISTORY_FILE), data)?;
@@ -303,7 +309,11 @@ fn commit() -> String {
 }
 
 fn machine() -> Value {
-    let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_string());
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     let cpu_model = read("/proc/cpuinfo").and_then(|info| {
         info.lines()
             .find(|l| l.starts_with("model name"))
@@ -326,7 +336,11 @@ fn machine() -> Value {
 pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64) -> String {
     let digits = SIGNIFICANT_FIGURES as usize;
     let mut out = String::new();
-    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
 
     // The iterator ends with the 100th percentile; it is printed once, after the loop,
     // without the infinite 1/(1-Percentile) column.
@@ -348,13 +362,36 @@ pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64) -> String {
             );
         }
         let max = h.highest_equivalent(h.max());
-        let _ = writeln!(out, "{:>12.digits$} {:>2.12} {:>10}", max as f64 / unit_ratio, 1.0, h.len());
+        let _ = writeln!(
+            out,
+            "{:>12.digits$} {:>2.12} {:>10}",
+            max as f64 / unit_ratio,
+            1.0,
+            h.len()
+        );
     }
 
-    let (mean, stdev) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / unit_ratio, h.stdev() / unit_ratio) };
-    let _ = writeln!(out, "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]");
-    let _ = writeln!(out, "#[Max     = {:>12.digits$}, Total count    = {:>12}]", h.max() as f64 / unit_ratio, h.len());
-    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), (2 * 10u64.pow(u32::from(SIGNIFICANT_FIGURES))).next_power_of_two());
+    let (mean, stdev) = if h.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (h.mean() / unit_ratio, h.stdev() / unit_ratio)
+    };
+    let _ = writeln!(
+        out,
+        "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]"
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:>12.digits$}, Total count    = {:>12}]",
+        h.max() as f64 / unit_ratio,
+        h.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        (2 * 10u64.pow(u32::from(SIGNIFICANT_FIGURES))).next_power_of_two()
+    );
     out
 }
 
@@ -366,8 +403,8 @@ fn write_interval_log(path: &Path, data: &RunData) -> Result<(), LoadError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
-        // The builder writes comments and the StartTime line; the legend must follow them
-        // and is not a comment, so it is appended between the header and the intervals.
+        // The builder writes comments and the StartTime line. The legend must follow them and
+        // is not a comment, so it is appended between the header and the intervals.
         IntervalLogWriterBuilder::new()
             .add_comment("[Histogram log format version 1.3]")
             .add_comment("[Written by ringraft load; values in nanoseconds]")
@@ -396,7 +433,11 @@ fn write_interval_log(path: &Path, data: &RunData) -> Result<(), LoadError> {
                 ("query-service", stats.recorders.query.service.histogram()),
             ];
             for (tag, histogram) in entries {
-                let histogram = if histogram.is_empty() { &empty_histogram } else { histogram };
+                let histogram = if histogram.is_empty() {
+                    &empty_histogram
+                } else {
+                    histogram
+                };
                 writer
                     .write_histogram(
                         histogram,
@@ -420,7 +461,10 @@ fn last_second(data: &RunData) -> u64 {
 }
 
 fn build_timeseries(data: &RunData) -> Vec<SecondRow> {
-    let warmup_seconds = data.times.measure_start.saturating_duration_since(data.times.start);
+    let warmup_seconds = data
+        .times
+        .measure_start
+        .saturating_duration_since(data.times.start);
     let empty = IntervalStats::default();
     (0..=last_second(data))
         .map(|second| {

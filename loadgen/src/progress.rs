@@ -23,7 +23,8 @@ impl Progress {
         let bar = (enabled && std::io::stdout().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}").expect("constant template is valid"),
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .expect("constant template is valid"),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -52,7 +53,10 @@ impl Progress {
         let p99 = if both.is_empty() {
             "-".to_string()
         } else {
-            format!("{:.2} ms", both.histogram().value_at_quantile(0.99) as f64 / 1e6)
+            format!(
+                "{:.2} ms",
+                both.histogram().value_at_quantile(0.99) as f64 / 1e6
+            )
         };
         self.last_line = format!("second {}: {ok} ops/s, p99 {p99}", second + 1);
         self.tick();

@@ -3,8 +3,8 @@
 //! Every executor owns its own recorders (no locks or atomics on the recording path); the run
 //! merges them with `Histogram::add`, never by combining percentiles. Values are nanoseconds.
 //! The range is 1 µs to 1 hour at 3 significant figures. A value above the range is clamped
-//! to the maximum and counted in `overflow`, so it still counts as a request and still shows
-//! up as the maximum; recording never panics and never drops a value.
+//! to the maximum and counted in `overflow`, so it still counts as a request and shows up as
+//! the maximum. Recording never panics and never drops a value.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -20,8 +20,12 @@ pub const SIGNIFICANT_FIGURES: u8 = 3;
 
 /// Create an empty histogram with the range every recorder uses.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(LOWEST_DISCERNIBLE_NS, HIGHEST_TRACKABLE_NS, SIGNIFICANT_FIGURES)
-        .expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(
+        LOWEST_DISCERNIBLE_NS,
+        HIGHEST_TRACKABLE_NS,
+        SIGNIFICANT_FIGURES,
+    )
+    .expect("constant histogram bounds are valid")
 }
 
 /// One latency histogram and the count of values clamped into it.
@@ -85,7 +89,7 @@ impl LatencyRecorder {
     }
 }
 
-/// What happened to the requests of one operation kind.
+/// Outcome counts of the requests of one operation kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OpCounts {
     /// Operations whose first attempt was written to a socket.
@@ -117,7 +121,7 @@ impl OpCounts {
         }
     }
 
-    /// Whether sent = ok + failed + indeterminate + in flight.
+    /// Check the accounting identity sent = ok + failed + indeterminate + in flight.
     pub fn balanced(&self) -> bool {
         self.sent == self.ok + self.failed + self.indeterminate + self.in_flight
     }

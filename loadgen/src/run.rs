@@ -8,12 +8,12 @@
 //! totals and histories, and the calling thread adds the histograms together and writes the
 //! output files.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
-use std::cell::RefCell;
 
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
@@ -48,8 +48,14 @@ pub struct LoadConfig {
 
 /// Messages from executors to the calling thread.
 enum Message {
-    Interval { second: u64, stats: IntervalStats },
-    Done { executor: usize, result: ExecutorResult },
+    Interval {
+        second: u64,
+        stats: Box<IntervalStats>,
+    },
+    Done {
+        executor: usize,
+        result: Box<ExecutorResult>,
+    },
 }
 
 /// Merged data of a finished run, before it is written out.
@@ -129,7 +135,10 @@ pub fn run(config: &LoadConfig, control: &RunControl) -> Result<crate::RunReport
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("loadgen-{executor}"))
             .spawn(move || async move {
-                run_executor(executor, sessions, args, cluster, seed, times, control, sender).await
+                run_executor(
+                    executor, sessions, args, cluster, seed, times, control, sender,
+                )
+                .await
             })
             .map_err(|e| LoadError::Executor {
                 executor,
@@ -156,8 +165,12 @@ pub fn run(config: &LoadConfig, control: &RunControl) -> Result<crate::RunReport
                 }
             }
             Ok(Message::Done { executor, result }) => {
-                info!(executor, operations = result.history.len(), "executor finished");
-                merge_result(&mut totals, result);
+                info!(
+                    executor,
+                    operations = result.history.len(),
+                    "executor finished"
+                );
+                merge_result(&mut totals, *result);
                 done += 1;
                 stopped_at.get_or_insert_with(Instant::now);
             }
@@ -180,7 +193,9 @@ pub fn run(config: &LoadConfig, control: &RunControl) -> Result<crate::RunReport
         });
     }
 
-    totals.history.sort_by_key(|r| (r.invoke_ns, r.session, r.sequence));
+    totals
+        .history
+        .sort_by_key(|r| (r.invoke_ns, r.session, r.sequence));
     let stopped_at = stopped_at.unwrap_or_else(Instant::now).min(times.end);
     let data = RunData {
         seed,
@@ -192,9 +207,16 @@ pub fn run(config: &LoadConfig, control: &RunControl) -> Result<crate::RunReport
         intervals,
     };
     let report = output::write_all(config, &data)?;
-    for (name, counts) in [("add", &data.totals.measured.add.counts), ("query", &data.totals.measured.query.counts)] {
+    for (name, counts) in [
+        ("add", &data.totals.measured.add.counts),
+        ("query", &data.totals.measured.query.counts),
+    ] {
         if !counts.balanced() {
-            warn!(operation = name, ?counts, "request accounting does not balance");
+            warn!(
+                operation = name,
+                ?counts,
+                "request accounting does not balance"
+            );
         }
     }
     Ok(report)
@@ -246,11 +268,15 @@ async fn run_executor(
         glommio::spawn_local(async move {
             let mut next_second = 1u64;
             loop {
-                let boundary = times.start + Duration::from_secs(next_second) + Duration::from_millis(5);
+                let boundary =
+                    times.start + Duration::from_secs(next_second) + Duration::from_millis(5);
                 glommio::timer::sleep(boundary.saturating_duration_since(Instant::now())).await;
                 let finished = shared.stats.borrow_mut().take_intervals_before(next_second);
                 for (second, stats) in finished {
-                    let _ = sender.send(Message::Interval { second, stats });
+                    let _ = sender.send(Message::Interval {
+                        second,
+                        stats: Box::new(stats),
+                    });
                 }
                 next_second += 1;
             }
@@ -266,11 +292,14 @@ async fn run_executor(
     for (second, interval) in stats.take_intervals_before(u64::MAX) {
         let _ = sender.send(Message::Interval {
             second,
-            stats: interval,
+            stats: Box::new(interval),
         });
     }
     let result = std::mem::take(&mut stats.result);
-    let _ = sender.send(Message::Done { executor, result });
+    let _ = sender.send(Message::Done {
+        executor,
+        result: Box::new(result),
+    });
 }
 
 /// Sum of the counts of both operation kinds.

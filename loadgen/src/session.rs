@@ -1,24 +1,28 @@
 //! One load generator session: a client of the ringraft session protocol driving its share
 //! of the workload.
 //!
-//! The session keeps one connection, registers a server session on it, and then loops:
-//! make due operations (open loop: by the fixed schedule; closed loop: whenever a pipeline
-//! slot is free), send them while fewer than `pipeline` are in flight, send a keep-alive when
-//! due, and wait for the next reply or the next deadline.
+//! The session keeps one connection and registers a server session on it. Then each round
+//! makes the operations that are due (by the fixed schedule in open loop, whenever a
+//! pipeline slot is free in closed loop), sends them while fewer than `pipeline` are in
+//! flight, sends a keep-alive when one is due, and waits for the next reply or deadline.
 //!
 //! Rules that keep the cluster's exactly-once guarantee and the history honest:
 //! - A retry (after a redirect, a reconnect or "not leader, outcome unknown") resends the same
 //!   (session, sequence). Commands are resent in their sequence order, because the server
 //!   applies a session's commands only in order and without gaps.
 //! - An attempt whose reply was never seen makes the operation *ambiguous*. A later definite
-//!   rejection of an ambiguous operation is recorded as indeterminate, not failed; a later
-//!   success is a success (the server returns the cached result of a retried sequence).
+//!   rejection of an ambiguous operation is recorded as indeterminate, not failed. A later
+//!   success is a success, because the server returns the cached result of a retried
+//!   sequence instead of applying it again.
 //! - A request with no final reply within `request_timeout` of its first send is
 //!   indeterminate. A command timing out or being rejected leaves a gap in the session's
 //!   sequence that no later command could pass, so the session then registers a new server
 //!   session (and unregisters the old one, best effort).
 //! - Operations of a server session that is gone (expired, unknown, abandoned) are never
-//!   resent; each is concluded by its own reply, its timeout, or the end of the run.
+//!   resent. Each is concluded by its own reply, its timeout, or the end of the run.
+//!
+//! NOTE: the server does not publish session events yet, so keep-alives acknowledge no
+//! event beyond the session's register index.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +33,7 @@ use ringraft_protocol::{
     ClientError, ClientErrorReply, ClientFrame, ClientRequest, ClientResponse, Command, Member,
     Query, QueryResult, ServerFrame, SessionId,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::args::WorkloadArgs;
 use crate::connection::{ClusterView, ConnEvent, Connection};
@@ -40,12 +44,12 @@ use crate::workload::{PlannedOp, Schedule, SessionStream};
 
 /// Pause before resending after "no leader" or "unavailable", and the first reconnect delay.
 const RETRY_BACKOFF: Duration = Duration::from_millis(20);
-/// Longest pause between connection attempts.
+/// Maximum pause between connection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// How long the session waits for the reply to its Unregister at the end of the run.
 const UNREGISTER_WAIT: Duration = Duration::from_millis(500);
 
-/// What every session of one executor shares.
+/// State shared by the sessions of one executor.
 pub(crate) struct Shared {
     pub args: WorkloadArgs,
     pub seed: u64,
@@ -76,8 +80,14 @@ struct Pending {
 enum Registration {
     None,
     /// A Register request is in flight under this request id.
-    Pending { request_id: u64, deadline: Instant },
-    Active { session: SessionId, timeout: Duration },
+    Pending {
+        request_id: u64,
+        deadline: Instant,
+    },
+    Active {
+        session: SessionId,
+        timeout: Duration,
+    },
 }
 
 /// An open-loop backlog episode in progress.
@@ -103,7 +113,7 @@ pub(crate) struct SessionDriver {
     next_order: u64,
     keepalive_due: Option<Instant>,
     keepalive_request: Option<u64>,
-    /// Set when a redirect or failure asks for a new connection.
+    /// Target of the next connection, set when a redirect or a failure requires a new one.
     reconnect_to: Option<Option<String>>,
     failed_connects_in_row: u32,
     retry_not_before: Option<Instant>,
@@ -185,7 +195,7 @@ impl SessionDriver {
             }
 
             if let Some(target) = self.reconnect_to.take() {
-                self.drop_connection("redirected or failed", now);
+                self.drop_connection("redirected or failed");
                 self.connect(target).await;
                 continue;
             }
@@ -197,7 +207,7 @@ impl SessionDriver {
             self.expire(now);
             self.make_due_ops(now);
             if let Err(reason) = self.send_ready(now).await {
-                self.connection_failed(reason, Instant::now());
+                self.connection_failed(reason);
                 continue;
             }
             self.track_behind(Instant::now());
@@ -207,22 +217,42 @@ impl SessionDriver {
                 continue;
             };
             let wait = wake.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                // Let the reader task and the other sessions run before the next round.
+                futures_lite::future::yield_now().await;
+            }
             let event = futures_lite::future::or(async { Some(conn.events.recv().await) }, async {
                 glommio::timer::sleep(wait).await;
                 None
             })
             .await;
-            match event {
-                None => {}
-                Some(Some(ConnEvent::Frame(frame))) => self.on_frame(frame, Instant::now()),
-                Some(Some(ConnEvent::Closed(reason))) => {
-                    self.connection_failed(reason, Instant::now())
+            let Some(first) = event else {
+                continue;
+            };
+            self.handle_event(first);
+
+            // Handle every reply that is already queued before the next round of sending,
+            // so a burst of replies refills the pipeline with one write.
+            while let Some(conn) = self.conn.as_ref() {
+                if self.reconnect_to.is_some() {
+                    break;
                 }
-                Some(None) => self.connection_failed("reader stopped".to_string(), Instant::now()),
+                match futures_lite::future::poll_once(conn.events.recv()).await {
+                    Some(event) => self.handle_event(event),
+                    None => break,
+                }
             }
         }
 
         self.finish().await;
+    }
+
+    fn handle_event(&mut self, event: Option<ConnEvent>) {
+        match event {
+            Some(ConnEvent::Frame(frame)) => self.on_frame(frame, Instant::now()),
+            Some(ConnEvent::Closed(reason)) => self.connection_failed(reason),
+            None => self.connection_failed("reader stopped".to_string()),
+        }
     }
 
     // ----- connection management -----
@@ -240,7 +270,11 @@ impl SessionDriver {
 
         let args = &self.shared.args;
         let attempt = Connection::open(&addr, &args.cluster_id, args.connect_timeout);
-        let remaining = self.shared.times.end.saturating_duration_since(Instant::now());
+        let remaining = self
+            .shared
+            .times
+            .end
+            .saturating_duration_since(Instant::now());
         let result = futures_lite::future::or(async { Some(attempt.await) }, async {
             glommio::timer::sleep(remaining).await;
             None
@@ -250,14 +284,22 @@ impl SessionDriver {
         match result {
             Some(Ok(conn)) => {
                 debug!(session = self.index, addr = %addr, node = conn.node, "connected");
-                self.shared.cluster.borrow_mut().learn_node(&addr, conn.node);
+                self.shared
+                    .cluster
+                    .borrow_mut()
+                    .learn_node(&addr, conn.node);
                 self.shared.stats.borrow_mut().result.client.connects += 1;
                 self.failed_connects_in_row = 0;
                 self.conn = Some(conn);
                 self.after_connect(Instant::now());
             }
             Some(Err(e)) => {
-                self.shared.stats.borrow_mut().result.client.connect_failures += 1;
+                self.shared
+                    .stats
+                    .borrow_mut()
+                    .result
+                    .client
+                    .connect_failures += 1;
                 if self.failed_connects_in_row == 0 {
                     warn!(session = self.index, addr = %addr, error = %e, "connection attempt failed; trying other members");
                 } else {
@@ -270,7 +312,8 @@ impl SessionDriver {
                         cluster.forget_leader(leader);
                     }
                 }
-                let backoff = (RETRY_BACKOFF * self.failed_connects_in_row).min(MAX_RECONNECT_BACKOFF);
+                let backoff =
+                    (RETRY_BACKOFF * self.failed_connects_in_row).min(MAX_RECONNECT_BACKOFF);
                 let until = (Instant::now() + backoff).min(self.shared.times.end);
                 glommio::timer::sleep(until.saturating_duration_since(Instant::now())).await;
             }
@@ -291,7 +334,7 @@ impl SessionDriver {
 
     /// Close the connection; everything in flight on it becomes ambiguous and waits for a
     /// resend.
-    fn drop_connection(&mut self, reason: &str, now: Instant) {
+    fn drop_connection(&mut self, reason: &str) {
         let Some(conn) = self.conn.take() else {
             return;
         };
@@ -307,11 +350,14 @@ impl SessionDriver {
             // it will expire there unused.
             self.registration = Registration::None;
         }
-        let _ = now;
     }
 
-    fn connection_failed(&mut self, reason: String, now: Instant) {
-        let addr = self.conn.as_ref().map(|c| c.addr.clone()).unwrap_or_default();
+    fn connection_failed(&mut self, reason: String) {
+        let addr = self
+            .conn
+            .as_ref()
+            .map(|c| c.addr.clone())
+            .unwrap_or_default();
         let node = self.conn.as_ref().map(|c| c.node);
         warn!(session = self.index, addr = %addr, in_flight = self.in_flight.len(), %reason, "connection lost; reconnecting");
         self.shared.stats.borrow_mut().result.client.disconnects += 1;
@@ -319,12 +365,10 @@ impl SessionDriver {
             self.shared.cluster.borrow_mut().forget_leader(node);
         }
         self.reconnect_to = Some(None);
-        let _ = now;
     }
 
     /// Follow the leader a reply named, if it is not the member this connection reaches.
-    fn follow_leader(&mut self, leader: Option<&Member>, members: &[Member]) {
-        let _ = members;
+    fn follow_leader(&mut self, leader: Option<&Member>) {
         let changed = self.shared.cluster.borrow_mut().observe_leader(leader);
         if changed {
             self.shared.control.set_leader(leader.map(|m| m.id));
@@ -357,7 +401,8 @@ impl SessionDriver {
                     break;
                 }
                 let op = self.stream.next_op();
-                self.backlog.push_back((op, intended, intended >= times.measure_start));
+                self.backlog
+                    .push_back((op, intended, intended >= times.measure_start));
                 self.scheduled += 1;
             },
             None => {
@@ -367,31 +412,39 @@ impl SessionDriver {
                 let busy = self.in_flight.len() + self.resend.len() + self.backlog.len();
                 for _ in busy..self.pipeline() {
                     let op = self.stream.next_op();
-                    self.backlog.push_back((op, now, now >= times.measure_start));
+                    self.backlog
+                        .push_back((op, now, now >= times.measure_start));
                 }
             }
         }
     }
 
+    /// Queue everything that may be sent now (unregisters, registration, keep-alive,
+    /// resends, due operations) and write it in one flush.
     async fn send_ready(&mut self, now: Instant) -> Result<(), String> {
+        let queued = self.queue_ready(now);
+        let flushed = self.flush().await;
+        queued.and(flushed)
+    }
+
+    fn queue_ready(&mut self, now: Instant) -> Result<(), String> {
         for session in std::mem::take(&mut self.unregister_queue) {
             let request_id = self.request_id();
             self.write(ClientFrame {
                 request_id,
                 request: ClientRequest::Unregister { session },
-            })
-            .await?;
+            })?;
         }
 
         let Some(session) = self.active_session() else {
             if self.registration == Registration::None {
-                self.send_register(now).await?;
+                self.send_register(now)?;
             }
             return Ok(());
         };
 
         if self.keepalive_due.is_some_and(|due| due <= now) && self.keepalive_request.is_none() {
-            self.send_keepalive(session, now).await?;
+            self.send_keepalive(session)?;
         }
 
         let backing_off = self.retry_not_before.is_some_and(|t| t > now);
@@ -401,14 +454,18 @@ impl SessionDriver {
             while self.in_flight.len() < self.pipeline() && !self.resend.is_empty() {
                 let pending = self.resend.remove(0);
                 if pending.server_session != session {
-                    self.conclude_gone(pending, "the session it was sent in is gone", Instant::now());
+                    self.conclude_gone(
+                        pending,
+                        "the session it was sent in is gone",
+                        Instant::now(),
+                    );
                     continue;
                 }
                 self.shared
                     .stats
                     .borrow_mut()
                     .retried(pending.op.kind, pending.measured);
-                self.transmit(pending).await?;
+                self.transmit(pending)?;
             }
         }
 
@@ -446,14 +503,14 @@ impl SessionDriver {
                 sequence,
                 ambiguous: false,
             };
-            self.transmit(pending).await?;
+            self.transmit(pending)?;
         }
         Ok(())
     }
 
     /// Write one attempt of `pending` and track it in flight. On a write error the attempt
     /// counts as sent (it may have reached the server) and the error is returned.
-    async fn transmit(&mut self, mut pending: Pending) -> Result<(), String> {
+    fn transmit(&mut self, mut pending: Pending) -> Result<(), String> {
         let request_id = self.request_id();
         let request = match pending.op.kind {
             OpKind::Add => ClientRequest::Command {
@@ -481,22 +538,30 @@ impl SessionDriver {
             }
         };
         pending.last_send = Instant::now();
+        trace!(session = self.index, request_id, kind = ?pending.op.kind, sequence = pending.sequence, "sending");
         self.in_flight.insert(request_id, pending);
         self.write(ClientFrame {
             request_id,
             request,
         })
-        .await
     }
 
-    async fn write(&mut self, frame: ClientFrame) -> Result<(), String> {
+    /// Queue one frame on the connection; `send_ready` flushes the queue once per round.
+    fn write(&mut self, frame: ClientFrame) -> Result<(), String> {
         let Some(conn) = self.conn.as_mut() else {
             return Err("not connected".to_string());
         };
-        conn.send(&frame).await
+        conn.queue(&frame)
     }
 
-    async fn send_register(&mut self, now: Instant) -> Result<(), String> {
+    async fn flush(&mut self) -> Result<(), String> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.flush().await,
+            None => Err("not connected".to_string()),
+        }
+    }
+
+    fn send_register(&mut self, now: Instant) -> Result<(), String> {
         if self.retry_not_before.is_some_and(|t| t > now) {
             return Ok(());
         }
@@ -517,11 +582,10 @@ impl SessionDriver {
                 timeout_ms,
             },
         })
-        .await
     }
 
-    /// The highest command sequence up to which every command of the session has its result:
-    /// the keep-alive lets the server release those results.
+    /// Return the highest command sequence up to which every command of the session has its
+    /// result. The keep-alive lets the server release those results.
     fn acknowledged_sequence(&self, session: SessionId) -> u64 {
         let outstanding = self
             .in_flight
@@ -536,13 +600,12 @@ impl SessionDriver {
         }
     }
 
-    async fn send_keepalive(&mut self, session: SessionId, now: Instant) -> Result<(), String> {
+    fn send_keepalive(&mut self, session: SessionId) -> Result<(), String> {
         let request_id = self.request_id();
         self.keepalive_request = Some(request_id);
         self.keepalive_due = None;
         self.shared.stats.borrow_mut().result.client.keepalives_sent += 1;
         let command_sequence = self.acknowledged_sequence(session);
-        let _ = now;
         self.write(ClientFrame {
             request_id,
             request: ClientRequest::KeepAlive {
@@ -554,7 +617,6 @@ impl SessionDriver {
                 event_index: session,
             },
         })
-        .await
     }
 
     fn keepalive_interval(&self, timeout: Duration) -> Duration {
@@ -582,20 +644,32 @@ impl SessionDriver {
             self.keepalive_request = None;
             self.on_keepalive_reply(response, now);
         } else {
-            debug!(session = self.index, request_id, "reply to a request no longer tracked");
+            debug!(
+                session = self.index,
+                request_id, "reply to a request no longer tracked"
+            );
         }
     }
 
-    fn on_register_reply(&mut self, response: Result<ClientResponse, ClientErrorReply>, now: Instant) {
+    fn on_register_reply(
+        &mut self,
+        response: Result<ClientResponse, ClientErrorReply>,
+        now: Instant,
+    ) {
         match response {
             Ok(ClientResponse::Register {
                 session,
                 timeout_ms,
                 leader,
-                members,
+                ..
             }) => {
                 let timeout = Duration::from_millis(timeout_ms);
-                info!(session = self.index, server_session = session, timeout_ms, "registered");
+                info!(
+                    session = self.index,
+                    server_session = session,
+                    timeout_ms,
+                    "registered"
+                );
                 let mut stats = self.shared.stats.borrow_mut();
                 stats.result.client.registrations += 1;
                 if self.lost_sessions > 0 {
@@ -605,7 +679,7 @@ impl SessionDriver {
                 self.registration = Registration::Active { session, timeout };
                 self.next_sequence = 1;
                 self.keepalive_due = Some(now + self.keepalive_interval(timeout));
-                self.follow_leader(leader.as_ref(), &members);
+                self.follow_leader(leader.as_ref());
             }
             Ok(other) => {
                 warn!(session = self.index, response = ?other, "unexpected response to Register; registering again");
@@ -616,7 +690,7 @@ impl SessionDriver {
                 debug!(session = self.index, error = %reply.error, "Register rejected");
                 self.registration = Registration::None;
                 self.retry_not_before = Some(now + RETRY_BACKOFF);
-                self.follow_leader(reply.leader.as_ref(), &reply.members);
+                self.follow_leader(reply.leader.as_ref());
                 if reply.error == ClientError::NotLeader && reply.leader.is_none() {
                     self.reconnect_to = Some(None);
                 }
@@ -624,29 +698,38 @@ impl SessionDriver {
         }
     }
 
-    fn on_keepalive_reply(&mut self, response: Result<ClientResponse, ClientErrorReply>, now: Instant) {
+    fn on_keepalive_reply(
+        &mut self,
+        response: Result<ClientResponse, ClientErrorReply>,
+        now: Instant,
+    ) {
         let Registration::Active { session, timeout } = self.registration else {
             return;
         };
         match response {
-            Ok(ClientResponse::KeepAlive { leader, members }) => {
+            Ok(ClientResponse::KeepAlive { leader, .. }) => {
                 self.keepalive_due = Some(now + self.keepalive_interval(timeout));
-                self.follow_leader(leader.as_ref(), &members);
+                self.follow_leader(leader.as_ref());
             }
             Ok(other) => {
                 warn!(session = self.index, response = ?other, "unexpected response to KeepAlive");
                 self.keepalive_due = Some(now + RETRY_BACKOFF);
             }
             Err(reply) => {
-                self.shared.stats.borrow_mut().result.client.keepalives_failed += 1;
+                self.shared
+                    .stats
+                    .borrow_mut()
+                    .result
+                    .client
+                    .keepalives_failed += 1;
                 match reply.error {
                     ClientError::SessionExpired { .. } | ClientError::UnknownSession { .. } => {
-                        self.session_lost(session, &reply.error.to_string(), now);
+                        self.session_lost(session, &reply.error.to_string());
                     }
                     _ => {
                         debug!(session = self.index, server_session = session, error = %reply.error, "keep-alive rejected; retrying");
                         self.keepalive_due = Some(now + RETRY_BACKOFF);
-                        self.follow_leader(reply.leader.as_ref(), &reply.members);
+                        self.follow_leader(reply.leader.as_ref());
                     }
                 }
             }
@@ -679,11 +762,13 @@ impl SessionDriver {
             Err(reply) => {
                 let error = reply.error.clone();
                 match error {
-                    ClientError::NotLeader | ClientError::NoLeader | ClientError::Unavailable(_) => {
+                    ClientError::NotLeader
+                    | ClientError::NoLeader
+                    | ClientError::Unavailable(_) => {
                         // Nothing was done: resend after a pause or at the leader.
                         self.retry_not_before = Some(now + RETRY_BACKOFF);
                         self.resend.push(pending);
-                        self.follow_leader(reply.leader.as_ref(), &reply.members);
+                        self.follow_leader(reply.leader.as_ref());
                         if error == ClientError::NotLeader && reply.leader.is_none() {
                             self.reconnect_to.get_or_insert(None);
                         }
@@ -692,16 +777,23 @@ impl SessionDriver {
                         pending.ambiguous = true;
                         self.retry_not_before = Some(now + RETRY_BACKOFF);
                         self.resend.push(pending);
-                        self.follow_leader(reply.leader.as_ref(), &reply.members);
+                        self.follow_leader(reply.leader.as_ref());
                     }
                     ClientError::SessionExpired { .. } | ClientError::UnknownSession { .. } => {
                         let session = pending.server_session;
                         self.conclude_rejected(pending, error.to_string(), now);
-                        self.session_lost(session, &error.to_string(), now);
+                        self.session_lost(session, &error.to_string());
                     }
                     ClientError::SequenceReleased { .. } => {
                         // The server applied this sequence earlier and has released the result.
-                        self.conclude(pending, Outcome::Indeterminate, None, None, Some(error.to_string()), now);
+                        self.conclude(
+                            pending,
+                            Outcome::Indeterminate,
+                            None,
+                            None,
+                            Some(error.to_string()),
+                            now,
+                        );
                     }
                     ClientError::InvalidRequest(_) => {
                         warn!(session = self.index, kind = ?pending.op.kind, error = %error, "request rejected as invalid");
@@ -721,12 +813,12 @@ impl SessionDriver {
         } else {
             Outcome::Failed
         };
-        let breaks_sequence = pending.op.kind == OpKind::Add
-            && Some(pending.server_session) == self.active_session();
+        let breaks_sequence =
+            pending.op.kind == OpKind::Add && Some(pending.server_session) == self.active_session();
         let session = pending.server_session;
         self.conclude(pending, outcome, None, None, Some(error), now);
         if breaks_sequence {
-            self.abandon_session(session, "a command was rejected", now);
+            self.abandon_session(session, "a command was rejected");
         }
     }
 
@@ -785,8 +877,9 @@ impl SessionDriver {
             .into_iter()
             .filter_map(|id| self.in_flight.remove(&id))
             .collect();
-        let (late, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.resend).into_iter().partition(|p| p.deadline <= now);
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resend)
+            .into_iter()
+            .partition(|p| p.deadline <= now);
         self.resend = keep;
         timed_out.extend(late);
 
@@ -797,46 +890,69 @@ impl SessionDriver {
             let session = pending.server_session;
             debug!(session = self.index, kind = ?pending.op.kind, sequence = pending.sequence, "request timed out");
             let error = format!("no reply within the request timeout of {timeout:?}");
-            self.conclude(pending, Outcome::Indeterminate, None, None, Some(error), now);
+            self.conclude(
+                pending,
+                Outcome::Indeterminate,
+                None,
+                None,
+                Some(error),
+                now,
+            );
             if breaks_sequence {
-                self.abandon_session(session, "a command timed out", now);
+                self.abandon_session(session, "a command timed out");
             }
         }
 
         if let Registration::Pending { deadline, .. } = self.registration {
             if deadline <= now {
-                warn!(session = self.index, "no reply to Register; trying another member");
+                warn!(
+                    session = self.index,
+                    "no reply to Register; trying another member"
+                );
                 self.registration = Registration::None;
                 self.reconnect_to = Some(None);
             }
         }
     }
 
-    /// The cluster no longer knows `session`: register a new one.
-    fn session_lost(&mut self, session: SessionId, reason: &str, now: Instant) {
+    /// Register a new session because the cluster no longer has `session`.
+    fn session_lost(&mut self, session: SessionId, reason: &str) {
         if self.active_session() != Some(session) {
             return;
         }
-        warn!(session = self.index, server_session = session, reason, "session lost; registering a new one");
-        self.shared.stats.borrow_mut().result.client.sessions_expired += 1;
+        warn!(
+            session = self.index,
+            server_session = session,
+            reason,
+            "session lost; registering a new one"
+        );
+        self.shared
+            .stats
+            .borrow_mut()
+            .result
+            .client
+            .sessions_expired += 1;
         self.lost_sessions += 1;
         self.registration = Registration::None;
         self.keepalive_due = None;
         self.keepalive_request = None;
-        let _ = now;
     }
 
     /// Give up `session` because its command sequence has a gap, and register a new one.
-    fn abandon_session(&mut self, session: SessionId, reason: &str, now: Instant) {
+    fn abandon_session(&mut self, session: SessionId, reason: &str) {
         if self.active_session() != Some(session) {
             return;
         }
-        warn!(session = self.index, server_session = session, reason, "abandoning the session; registering a new one");
+        warn!(
+            session = self.index,
+            server_session = session,
+            reason,
+            "abandoning the session; registering a new one"
+        );
         self.lost_sessions += 1;
         self.registration = Registration::None;
         self.keepalive_due = None;
         self.keepalive_request = None;
-        let _ = now;
 
         // Best effort: tell the cluster the old session is done so it does not count as
         // expired later. The reply is not tracked.
@@ -846,9 +962,12 @@ impl SessionDriver {
     // ----- timing -----
 
     fn next_wake(&self, now: Instant) -> Instant {
+        // Times already passed were handled in this round or cannot be acted on yet (for
+        // example a keep-alive while not registered). Waiting for them would spin and starve
+        // the other tasks of the executor.
         let mut wake = self.shared.times.end;
         let mut consider = |t: Instant| {
-            if t < wake {
+            if t > now && t < wake {
                 wake = t;
             }
         };
@@ -959,7 +1078,7 @@ impl SessionDriver {
             request_id,
             request: ClientRequest::Unregister { session },
         };
-        if self.write(frame).await.is_err() {
+        if self.write(frame).is_err() || self.flush().await.is_err() {
             return;
         }
         let Some(conn) = self.conn.as_ref() else {
@@ -969,7 +1088,11 @@ impl SessionDriver {
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             if wait.is_zero() {
-                debug!(session = self.index, server_session = session, "no reply to Unregister");
+                debug!(
+                    session = self.index,
+                    server_session = session,
+                    "no reply to Unregister"
+                );
                 return;
             }
             let event = futures_lite::future::or(async { conn.events.recv().await }, async {

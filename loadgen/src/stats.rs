@@ -1,4 +1,4 @@
-//! What one executor records while it runs, and how the run merges executors.
+//! Per-executor recording state and the merge of executors.
 //!
 //! Sessions of an executor share one `ExecutorStats` (single thread, no locks). Completed
 //! operations go to the run-wide recorders (measured phase only), to the interval of the
@@ -55,8 +55,8 @@ impl IntervalStats {
 /// An episode starts when a request becomes due and cannot be sent (every pipeline slot is
 /// taken, or the session has no connection or no registered session), and ends when the
 /// session has sent everything that is due. `stall` is the part until the first due request
-/// could be sent again; `catch_up` is the rest, while the session sends its backlog as fast as
-/// the pipeline allows.
+/// could be sent again. `catch_up` is the rest, while the session sends its backlog as fast
+/// as the pipeline allows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct BehindStats {
     pub episodes: u64,
@@ -66,7 +66,7 @@ pub struct BehindStats {
     pub max_stall_ms: f64,
     pub total_catch_up_ms: f64,
     pub max_catch_up_ms: f64,
-    /// Most requests that one session had due but unsent at once.
+    /// Maximum number of due but unsent requests of one session at one time.
     pub max_backlog: u64,
 }
 
@@ -179,11 +179,20 @@ impl ExecutorStats {
     }
 
     /// Count the first send of an operation.
-    pub fn sent(&mut self, kind: OpKind, intended: Instant, now: Instant, measured: bool, open_loop: bool) {
+    pub fn sent(
+        &mut self,
+        kind: OpKind,
+        intended: Instant,
+        now: Instant,
+        measured: bool,
+        open_loop: bool,
+    ) {
         if measured {
             self.result.measured.op_mut(kind).counts.sent += 1;
             if open_loop {
-                self.result.lag.record(now.saturating_duration_since(intended).as_nanos() as u64);
+                self.result
+                    .lag
+                    .record(now.saturating_duration_since(intended).as_nanos() as u64);
             }
         } else {
             self.result.warmup[kind_index(kind)].sent += 1;
@@ -204,8 +213,14 @@ impl ExecutorStats {
     pub fn complete(&mut self, done: Completion) {
         let kind = done.record.kind;
         let outcome = done.record.outcome;
-        let intended_ns = done.completed.saturating_duration_since(done.intended).as_nanos() as u64;
-        let service_ns = done.completed.saturating_duration_since(done.last_send).as_nanos() as u64;
+        let intended_ns = done
+            .completed
+            .saturating_duration_since(done.intended)
+            .as_nanos() as u64;
+        let service_ns = done
+            .completed
+            .saturating_duration_since(done.last_send)
+            .as_nanos() as u64;
 
         if done.measured {
             self.result

@@ -153,11 +153,17 @@ impl BlockingClient {
 }
 
 /// Fetch the status of one member (blocking).
-pub fn fetch_status(addr: &str, cluster_id: &str, timeout: Duration) -> Result<NodeStatus, LoadError> {
+pub fn fetch_status(
+    addr: &str,
+    cluster_id: &str,
+    timeout: Duration,
+) -> Result<NodeStatus, LoadError> {
     let mut client = BlockingClient::connect(addr, cluster_id, timeout)?;
     match client.call(ClientRequest::Status, timeout)? {
         Ok(ClientResponse::Status(status)) => Ok(status),
-        Ok(other) => Err(client.protocol_error(format!("unexpected response to Status: {other:?}"))),
+        Ok(other) => {
+            Err(client.protocol_error(format!("unexpected response to Status: {other:?}")))
+        }
         Err(reply) => Err(LoadError::Request {
             addr: addr.to_string(),
             error: reply.error,

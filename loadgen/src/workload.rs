@@ -4,7 +4,7 @@
 //! run is reproducible whatever the number of executors and however the sessions interleave
 //! in time. The kinds follow the Add:Query weights in a fixed pattern (1:1 alternates Add and
 //! Query, as the Copycat seed clients do); only tags are random. A Query reads the tag of the
-//! session's latest Add, so with read-your-writes it must see that Add; a session that has
+//! session's latest Add, so with read-your-writes it must see that Add. A session that has
 //! not added yet draws a tag.
 //!
 //! Ids are unique per run: `(session << 40) | n`, with n counting the session's Adds from 1.
@@ -69,10 +69,11 @@ impl SessionStream {
         let mut rng = StdRng::seed_from_u64(session_seed(run_seed, session));
         let tags = match args.tag_distribution {
             TagDistribution::Uniform => TagPicker::Uniform(args.tags),
-            TagDistribution::Zipfian(s) => TagPicker::Zipfian(
-                Zipf::new(args.tags as f64, s)
-                    .map_err(|e| format!("invalid zipfian distribution over {} tags: {e}", args.tags))?,
-            ),
+            TagDistribution::Zipfian(s) => {
+                TagPicker::Zipfian(Zipf::new(args.tags as f64, s).map_err(|e| {
+                    format!("invalid zipfian distribution over {} tags: {e}", args.tags)
+                })?)
+            }
         };
 
         // One random payload per session, cloned into every Add: its content is ballast, and
@@ -173,7 +174,14 @@ mod tests {
         let kinds: Vec<_> = ops.iter().map(|op| op.kind).collect();
         assert_eq!(
             kinds,
-            [OpKind::Add, OpKind::Query, OpKind::Add, OpKind::Query, OpKind::Add, OpKind::Query]
+            [
+                OpKind::Add,
+                OpKind::Query,
+                OpKind::Add,
+                OpKind::Query,
+                OpKind::Add,
+                OpKind::Query
+            ]
         );
         assert_eq!(ops[0].id, Some((2 << 40) | 1));
         assert_eq!(ops[2].id, Some((2 << 40) | 2));

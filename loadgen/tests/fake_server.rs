@@ -9,13 +9,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use ringraft_loadgen::history::{HistoryRecord, OpKind, Outcome};
-use ringraft_loadgen::{run, LoadConfig, RunControl, RunReport, WorkloadArgs};
+use ringraft_loadgen::{
+    fetch_status, read_tags, run, LoadConfig, RunControl, RunReport, WorkloadArgs,
+};
+use ringraft_protocol::Member;
 use support::{FakeServer, Script};
 
 fn init_tracing() {
@@ -25,8 +29,13 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Serializes the runs: each measures latency, and two runs at once on a small machine would
+/// measure each other.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn run_against(script: Script, workload: WorkloadArgs, out: &Path) -> (RunReport, FakeServer) {
     init_tracing();
+    let _guard = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let control = RunControl::new();
     let server = FakeServer::start(script, control.clone());
     let config = LoadConfig {
@@ -62,7 +71,9 @@ fn decode_hlog_rust(path: &Path) -> BTreeMap<String, u64> {
         if let LogEntry::Interval(interval) = entry.expect("interval log line does not parse") {
             let bytes = base64_decode(interval.encoded_histogram());
             let h: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).unwrap();
-            let tag = interval.tag().map_or(String::new(), |t| t.as_str().to_string());
+            let tag = interval
+                .tag()
+                .map_or(String::new(), |t| t.as_str().to_string());
             *totals.entry(tag).or_insert(0) += h.len();
         }
     }
@@ -75,7 +86,10 @@ fn base64_decode(text: &str) -> Vec<u8> {
     let mut buffer = 0u32;
     let mut bits = 0;
     for c in text.bytes().filter(|c| *c != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == c).expect("invalid base64") as u32;
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .expect("invalid base64") as u32;
         buffer = (buffer << 6) | value;
         bits += 6;
         if bits >= 8 {
@@ -101,7 +115,11 @@ fn decode_hlog_python(path: &Path) -> Option<BTreeMap<String, u64>> {
         eprintln!("python3 module hdrh missing (pip install hdrhistogram): independent .hlog check skipped");
         return None;
     }
-    let output = Command::new("python3").arg(helper).arg(path).output().unwrap();
+    let output = Command::new("python3")
+        .arg(helper)
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "decode_hlog.py failed: {}",
@@ -132,10 +150,21 @@ fn fixed_service_time_measured() {
     let add_p50 = report.add_histogram.value_at_quantile(0.5);
     let query_p50 = report.query_histogram.value_at_quantile(0.5);
     println!("add p50 {} ms, query p50 {} ms", ms(add_p50), ms(query_p50));
-    assert!((0.95..=1.05).contains(&ms(add_p50)), "add p50 {} ms", ms(add_p50));
-    assert!((0.95..=1.05).contains(&ms(query_p50)), "query p50 {} ms", ms(query_p50));
+    assert!(
+        (0.95..=1.05).contains(&ms(add_p50)),
+        "add p50 {} ms",
+        ms(add_p50)
+    );
+    assert!(
+        (0.95..=1.05).contains(&ms(query_p50)),
+        "query p50 {} ms",
+        ms(query_p50)
+    );
     assert!(report.add.counts.ok > 300, "{:?}", report.add.counts);
-    assert_eq!(report.add.counts.failed + report.add.counts.indeterminate, 0);
+    assert_eq!(
+        report.add.counts.failed + report.add.counts.indeterminate,
+        0
+    );
     assert!(report.add.counts.balanced());
     assert!(report.query.counts.balanced());
 
@@ -144,11 +173,21 @@ fn fixed_service_time_measured() {
     let stored: Vec<u64> = server.tags().values().flatten().copied().collect();
     let unique: HashSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "an Add was applied twice");
-    for record in history.iter().filter(|r| r.kind == OpKind::Add && r.outcome == Outcome::Ok) {
-        assert!(unique.contains(&record.id.unwrap()), "acknowledged Add {record:?} missing");
+    for record in history
+        .iter()
+        .filter(|r| r.kind == OpKind::Add && r.outcome == Outcome::Ok)
+    {
+        assert!(
+            unique.contains(&record.id.unwrap()),
+            "acknowledged Add {record:?} missing"
+        );
     }
     let sent = report.total.sent;
-    assert_eq!(history.len() as u64, sent, "one history line per sent operation");
+    assert_eq!(
+        history.len() as u64,
+        sent,
+        "one history line per sent operation"
+    );
     assert_eq!(server.counters.unregisters.load(Ordering::SeqCst), 1);
 
     // The interval log decodes to the summary's counts, with hdrhistogram's reader and with
@@ -173,8 +212,24 @@ fn fixed_service_time_measured() {
         .collect();
     let last = rows.last().unwrap();
     assert_eq!(last.split_whitespace().count(), 3, "last row {last}");
-    assert_eq!(rows.iter().filter(|r| r.contains(" 1.000000000000 ")).count(), 1);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.contains(" 1.000000000000 "))
+            .count(),
+        1
+    );
     assert!(rows[rows.len() - 2].split_whitespace().count() == 4);
+
+    // The blocking helpers read the same member and the same final state.
+    let status = fetch_status(&server.addr, "ringraft", Duration::from_secs(2)).unwrap();
+    assert_eq!(status.id, 1);
+    let stored_tags = server.tags();
+    let names: Vec<String> = stored_tags.keys().cloned().collect();
+    let read = read_tags(&[server.addr.clone()], "ringraft", &names, Duration::from_secs(2)).unwrap();
+    assert_eq!(read.len(), names.len());
+    for (tag, ids) in &read {
+        assert_eq!(ids, &stored_tags[tag], "tag {tag}");
+    }
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
@@ -217,27 +272,56 @@ fn open_loop_freeze_measured_from_intended_time() {
     assert!(total > 9_500, "only {total} operations succeeded");
     assert!(q(&intended, 0.5) < 1.5, "p50 {}", q(&intended, 0.5));
     let near = |value: f64, expected: f64| (value - expected).abs() <= expected * 0.1;
-    assert!(near(q(&intended, 0.75), 2_500.0), "p75 {}", q(&intended, 0.75));
-    assert!(near(q(&intended, 0.90), 4_000.0), "p90 {}", q(&intended, 0.90));
-    assert!(near(q(&intended, 0.99), 4_900.0), "p99 {}", q(&intended, 0.99));
+    assert!(
+        near(q(&intended, 0.75), 2_500.0),
+        "p75 {}",
+        q(&intended, 0.75)
+    );
+    assert!(
+        near(q(&intended, 0.90), 4_000.0),
+        "p90 {}",
+        q(&intended, 0.90)
+    );
+    assert!(
+        near(q(&intended, 0.99), 4_900.0),
+        "p99 {}",
+        q(&intended, 0.99)
+    );
 
     // Only the few requests in flight when the server froze waited in the server.
-    assert!(report.add.service_time.p99_ms < 50.0, "{:?}", report.add.service_time);
-    assert!(report.query.service_time.p99_ms < 50.0, "{:?}", report.query.service_time);
+    assert!(
+        report.add.service_time.p99_ms < 50.0,
+        "{:?}",
+        report.add.service_time
+    );
+    assert!(
+        report.query.service_time.p99_ms < 50.0,
+        "{:?}",
+        report.query.service_time
+    );
 
     // The stall and the catch-up after it are reported apart.
     assert!(report.behind.episodes >= 1);
-    assert!((4_500.0..5_500.0).contains(&report.behind.max_stall_ms), "{:?}", report.behind);
-    assert!(report.behind.max_catch_up_ms < 2_000.0, "{:?}", report.behind);
+    assert!(
+        (4_500.0..5_500.0).contains(&report.behind.max_stall_ms),
+        "{:?}",
+        report.behind
+    );
+    assert!(
+        report.behind.max_catch_up_ms < 2_000.0,
+        "{:?}",
+        report.behind
+    );
     assert!(report.generator_lag.max_ms > 4_000.0);
 
     // The time series has a row for every second; the frozen seconds complete nothing.
     let rows = &report.timeseries;
     assert!(rows.len() >= 10);
-    for second in 3..=5 {
-        assert_eq!(rows[second].add.ok + rows[second].query.ok, 0, "second {second}");
+    for row in &rows[3..=5] {
+        assert_eq!(row.add.ok + row.query.ok, 0, "{row:?}");
     }
-    assert!(report.add.counts.balanced() && report.query.counts.balanced());
+    assert!(report.add.counts.balanced(), "{:?}", report.add.counts);
+    assert!(report.query.counts.balanced(), "{:?}", report.query.counts);
 }
 
 #[test]
@@ -267,7 +351,10 @@ fn errors_and_refused_connections_counted() {
         .filter(|r| r.kind == OpKind::Query && r.outcome == Outcome::Failed)
         .count() as u64;
     assert_eq!(failed_queries, errors_sent);
-    assert_eq!(report.query.counts.failed + report.warmup_query.failed, errors_sent);
+    assert_eq!(
+        report.query.counts.failed + report.warmup_query.failed,
+        errors_sent
+    );
     assert_eq!(report.add.counts.failed, 0);
 
     // The refused period shows as failed connection attempts and an empty second, and no
@@ -284,7 +371,57 @@ fn errors_and_refused_connections_counted() {
     let stored: Vec<u64> = server.tags().values().flatten().copied().collect();
     let unique: HashSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "an Add was applied twice");
-    for record in history.iter().filter(|r| r.kind == OpKind::Add && r.outcome == Outcome::Ok) {
+    for record in history
+        .iter()
+        .filter(|r| r.kind == OpKind::Add && r.outcome == Outcome::Ok)
+    {
         assert!(unique.contains(&record.id.unwrap()));
     }
+}
+
+#[test]
+fn follower_redirects_to_leader() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let control = RunControl::new();
+    let leader = FakeServer::start(
+        Script {
+            node: 2,
+            ..Script::default()
+        },
+        control.clone(),
+    );
+    let follower = FakeServer::start(
+        Script {
+            node: 1,
+            redirect_to: Some(Member {
+                id: 2,
+                addr: leader.addr.clone(),
+            }),
+            ..Script::default()
+        },
+        control.clone(),
+    );
+    let config = LoadConfig {
+        // The follower comes first, so every session starts there.
+        cluster: vec![follower.addr.clone(), leader.addr.clone()],
+        workload: WorkloadArgs {
+            duration: Duration::from_secs(1),
+            seed: Some(9),
+            ..WorkloadArgs::default()
+        },
+        out_dir: dir.path().to_path_buf(),
+        progress: false,
+        executors: 1,
+    };
+    let _guard = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let report = run(&config, &control).unwrap();
+
+    assert!(follower.counters.redirects_sent.load(Ordering::SeqCst) >= 1);
+    assert!(report.client.redirects >= 1, "{:?}", report.client);
+    assert_eq!(control.current_leader(), Some(2));
+    assert!(report.add.counts.ok > 50, "{:?}", report.add.counts);
+    assert_eq!(report.add.counts.failed, 0);
+    assert_eq!(report.query.counts.failed, 0);
+    assert_eq!(follower.counters.commands.load(Ordering::SeqCst), 0);
 }

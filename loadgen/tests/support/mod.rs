@@ -1,10 +1,10 @@
 //! A scripted fake ringraft member for the load generator's tests.
 //!
 //! It is a real TCP listener on 127.0.0.1 that speaks the wire protocol (handshake, frames,
-//! Register/KeepAlive/Unregister/Command/Query/Status) and keeps a tiny Add/Query state, but
-//! its timing is scripted: every reply is written a fixed service time after its request was
-//! read, a freeze window holds every reply until the window ends, every n-th Query can be
-//! answered with an error, and a refusal window closes the listener and every connection.
+//! Register/KeepAlive/Unregister/Command/Query/Status) and keeps a tiny Add/Query state. Its
+//! timing is scripted. Every reply is written a fixed service time after its request was
+//! read, and a freeze window delays every reply until the window ends. Every n-th Query can
+//! get an error reply, and a refusal window closes the listener and every connection.
 //! Windows are relative to the load run's start (`RunControl::run_start`).
 
 #![allow(dead_code)]
@@ -33,9 +33,11 @@ pub struct Script {
     pub freeze: Option<(Duration, Duration)>,
     /// Close every connection and refuse new ones from `.0` to `.1` after the run start.
     pub refuse: Option<(Duration, Duration)>,
-    /// Answer every n-th Query with `InvalidRequest`.
+    /// Reply `InvalidRequest` to every n-th Query of a connection.
     pub query_error_every: Option<u64>,
     pub session_timeout_ms: u64,
+    /// Act as a follower: reply `NotLeader` naming this leader to every client request.
+    pub redirect_to: Option<Member>,
 }
 
 impl Default for Script {
@@ -47,6 +49,7 @@ impl Default for Script {
             refuse: None,
             query_error_every: None,
             session_timeout_ms: 5_000,
+            redirect_to: None,
         }
     }
 }
@@ -61,6 +64,7 @@ pub struct Counters {
     pub queries: AtomicU64,
     pub query_errors_sent: AtomicU64,
     pub duplicate_commands: AtomicU64,
+    pub redirects_sent: AtomicU64,
 }
 
 #[derive(Default)]
@@ -237,14 +241,18 @@ fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut queries = 0u64;
     loop {
         let now = Instant::now();
-        if shared.stop.load(Ordering::SeqCst) || shared.in_window(shared.script.refuse, now).is_some() {
+        if shared.stop.load(Ordering::SeqCst)
+            || shared.in_window(shared.script.refuse, now).is_some()
+        {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             break;
         }
         let body = match read_body(&mut stream) {
             Ok(Some(body)) => body,
             Ok(None) => break,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                continue
+            }
             Err(_) => break,
         };
         let received = Instant::now();
@@ -310,6 +318,16 @@ fn respond(
     let mut state = shared.state.lock().unwrap();
     let leader = Some(member(shared));
     let members = vec![member(shared)];
+    if let Some(leader) = &shared.script.redirect_to {
+        if request != ClientRequest::Status {
+            counters.redirects_sent.fetch_add(1, Ordering::SeqCst);
+            return Err(ClientErrorReply {
+                error: ClientError::NotLeader,
+                leader: Some(leader.clone()),
+                members,
+            });
+        }
+    }
     match request {
         ClientRequest::Register { .. } => {
             counters.registers.fetch_add(1, Ordering::SeqCst);
