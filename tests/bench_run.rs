@@ -125,7 +125,8 @@ fn start_bench(out: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("starting ringraft bench");
-    let needle = out.display().to_string();
+    // Only the servers' command lines name the nodes directory (their --data-dir).
+    let needle = out.join("nodes").display().to_string();
     for _ in 0..300 {
         if processes_mentioning(&needle).len() >= 3 {
             break;
@@ -166,7 +167,7 @@ fn ctrl_c_stops_every_server() {
         !status.success(),
         "an interrupted run does not exit 0: {status}"
     );
-    let left = wait_until_gone(&out.display().to_string());
+    let left = wait_until_gone(&out.join("nodes").display().to_string());
     assert!(left.is_empty(), "servers outlived Ctrl-C: {left:?}");
     assert!(
         out.join("summary.json").is_file(),
@@ -182,7 +183,7 @@ fn killed_harness_takes_servers_down() {
 
     bench.kill().unwrap();
     bench.wait().unwrap();
-    let left = wait_until_gone(&out.display().to_string());
+    let left = wait_until_gone(&out.join("nodes").display().to_string());
     assert!(
         left.is_empty(),
         "servers outlived a SIGKILLed harness: {left:?}"
