@@ -565,6 +565,10 @@ impl SessionDriver {
         if self.retry_not_before.is_some_and(|t| t > now) {
             return Ok(());
         }
+        // A backoff that has passed must not stay set: next_wake would keep returning it and
+        // the session loop would spin without ever parking, which starves glommio's I/O
+        // completions (seen as replies sitting unread in the socket's receive queue).
+        self.retry_not_before = None;
         let request_id = self.request_id();
         self.registration = Registration::Pending {
             request_id,
@@ -987,7 +991,7 @@ impl SessionDriver {
         for p in self.in_flight.values().chain(self.resend.iter()) {
             consider(p.deadline);
         }
-        if let Some(t) = self.retry_not_before {
+        if let Some(t) = self.retry_not_before.filter(|t| *t > now) {
             consider(t);
         }
         if let Registration::Pending { deadline, .. } = self.registration {
