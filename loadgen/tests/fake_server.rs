@@ -231,7 +231,7 @@ fn fixed_service_time_measured() {
     let stored_tags = server.tags();
     let names: Vec<String> = stored_tags.keys().cloned().collect();
     let read = read_tags(
-        &[server.addr.clone()],
+        std::slice::from_ref(&server.addr),
         "ringraft",
         &names,
         Duration::from_secs(2),
