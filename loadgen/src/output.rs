@@ -534,3 +534,43 @@ fn write_history(path: &Path, data: &RunData) -> Result<(), LoadError> {
     }
     writer.flush().map_err(io_error("write", path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_file_layout() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1_000).unwrap();
+        }
+        let text = percentile_distribution(&h, 1e6);
+        println!("{text}");
+        let lines: Vec<&str> = text.lines().collect();
+
+        assert_eq!(
+            lines[0],
+            "       Value     Percentile TotalCount 1/(1-Percentile)"
+        );
+        assert_eq!(lines[1], "");
+        let rows: Vec<&str> = lines[2..]
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(rows[0].split_whitespace().count(), 4);
+        let last = rows.last().unwrap();
+        let fields: Vec<&str> = last.split_whitespace().collect();
+        assert_eq!(fields, ["1.000", "1.000000000000", "1000"]);
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.contains(" 1.000000000000 "))
+                .count(),
+            1,
+            "the 100th percentile row appears once"
+        );
+        assert!(text.contains("#[Max     =        1.000, Total count    =         1000]"));
+        assert!(text.contains("#[Buckets =           23, SubBuckets     =         2048]"));
+    }
+}
