@@ -7,10 +7,10 @@
 //! safe to race against timers.
 //!
 //! NOTE: with glommio 0.9 on the 6.18 kernel of the development VM, a reply is noticed about
-//! 1 ms later than a blocking `std::net` read notices it (1 ms server delay: 2.0 ms p50 against
-//! 1.03 ms, debug build, loaded 2-core machine). The extra time is part of every measured
-//! latency. The cause is not found yet; a suspect is the membarrier call glommio makes before
-//! each executor sleep.
+//! 1 ms later than a blocking `std::net` read notices it. With a 1 ms server delay the p50
+//! was 2.0 ms against 1.03 ms (debug build, loaded 2-core machine). The extra time is part
+//! of every measured latency. The cause is not found yet. One suspect is the membarrier call
+//! that glommio makes before each executor sleep.
 //!
 //! [`ClusterView`] is shared by the sessions of one executor: it maps node ids to the
 //! configured addresses (learned from each handshake) and remembers the last known leader, so
@@ -32,11 +32,11 @@ use ringraft_protocol::{
 /// Event the reader task forwards to the session.
 pub(crate) enum ConnEvent {
     Frame(ServerFrame),
-    /// The connection ended; the text says why.
+    /// The connection ended, for the reason in the text.
     Closed(String),
 }
 
-/// Why a connection could not be opened.
+/// Failure to open a connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot resolve address '{addr}': {reason}")]

@@ -1,7 +1,7 @@
 //! The load generator against a scripted fake member on 127.0.0.1 (see `support`).
 //!
-//! Total run time is about 18 s: a 2 s closed-loop run, the 10 s open-loop freeze run and a
-//! 4.5 s run with scripted errors and refused connections.
+//! Total run time is about 19 s: a 2 s closed-loop run, the 10 s open-loop freeze run, a
+//! 4.5 s run with scripted errors and refused connections, and a 1 s redirect run.
 
 mod support;
 
