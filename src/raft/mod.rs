@@ -489,7 +489,8 @@ impl Node {
     // ----- shared helpers -----
 
     fn quorum(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let members = self.peers.len() + 1;
+        members / 2 + 1
     }
 
     fn reset_election_timer(&mut self, now_ms: u64) {

@@ -33,6 +33,8 @@ impl Node {
         query: Query,
     ) {
         if consistency == Consistency::Sequential || self.role != Role::Leader {
+            // NOTE: a sequential query waits without a deadline for the node to apply `index`.
+            // The runtime's request timeout or a disconnect (client_disconnected) removes it.
             let read = PendingRead {
                 client,
                 query,

@@ -220,7 +220,12 @@ impl Node {
         if sequence < next {
             // In the log but not in logged_commands. rebuild_session_tracks records every
             // unapplied command, so only a bookkeeping bug leads here.
-            tracing::warn!(node = self.id, session, sequence, "logged command sequence is not tracked");
+            tracing::warn!(
+                node = self.id,
+                session,
+                sequence,
+                "logged command sequence is not tracked"
+            );
             let error = ClientError::Unavailable(format!(
                 "session {session} sequence {sequence} is in the log but not tracked; retry"
             ));

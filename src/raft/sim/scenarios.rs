@@ -520,3 +520,84 @@ fn restarted_stale_node_does_not_disrupt() {
     );
     assert!(cluster.node(stale).expect("runs").term() <= term);
 }
+
+#[test]
+fn follower_forwards_connect_and_redirects() {
+    let mut cluster = cluster(3, 20, |_| {});
+    let leader = wait_leader(&mut cluster);
+    cluster.run_for(200);
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("3 nodes");
+
+    // Connect at a follower: answered there, recorded in the log by the leader.
+    let connect = ClientRequest::Connect { client_id: 77 };
+    let reply = request(
+        &mut cluster,
+        follower,
+        ClientRef {
+            conn: 1,
+            request_id: 1,
+        },
+        connect,
+    );
+    match reply {
+        Ok(ClientResponse::Connect {
+            leader: Some(member),
+            members,
+        }) => {
+            assert_eq!(member.id, leader);
+            assert_eq!(members.len(), 3);
+        }
+        other => panic!("connect at a follower failed: {other:?}"),
+    }
+    let recorded = cluster.run_until(1_000, |c| {
+        c.checker.committed().iter().any(|entry| {
+            entry.payload
+                == EntryPayload::Connect {
+                    client_id: 77,
+                    address: follower,
+                }
+        })
+    });
+    assert!(
+        recorded,
+        "the leader did not commit a Connect entry for the follower"
+    );
+
+    // Commands at a follower are redirected to the leader, with the member list.
+    let reply = request(
+        &mut cluster,
+        follower,
+        ClientRef {
+            conn: 1,
+            request_id: 2,
+        },
+        add(1, 1, 1),
+    );
+    let Err(error) = reply else {
+        panic!("a follower accepted a command: {reply:?}");
+    };
+    assert_eq!(error.error, ClientError::NotLeader);
+    assert_eq!(error.leader.map(|member| member.id), Some(leader));
+    assert_eq!(error.members.len(), 3);
+
+    // Status is served by every node.
+    let reply = request(
+        &mut cluster,
+        follower,
+        ClientRef {
+            conn: 1,
+            request_id: 3,
+        },
+        ClientRequest::Status,
+    );
+    let Ok(ClientResponse::Status(status)) = reply else {
+        panic!("status failed: {reply:?}");
+    };
+    assert_eq!(status.id, follower);
+    assert_eq!(status.role, Role::Follower);
+    assert_eq!(status.leader, Some(leader));
+}

@@ -7,7 +7,7 @@
 
 use super::workload::{self, WorkloadConfig};
 
-const DEFAULT_SEEDS: u64 = 24;
+const DEFAULT_SEEDS: u64 = 40;
 
 fn seeds() -> std::ops::Range<u64> {
     let count = std::env::var("RINGRAFT_SIM_SEEDS")
