@@ -4,7 +4,9 @@
 //! - Log matching: two entries with the same index and term are identical and follow entries
 //!   of the same term (checked on every entry a node appends, which by induction makes the whole
 //!   prefixes equal).
-//! - Leader completeness: a new leader's log contains every entry committed so far.
+//! - Leader completeness: a new leader of term T has every entry committed in a term before T.
+//!   (A leader of an old term can still win late, for example with votes that reached a paused
+//!   candidate after the cluster moved on; it need not have later commits.)
 //! - State-machine safety: every node commits (and so applies) the same entry at each index.
 //! - A node's commit index never goes backwards while it runs (a restart starts it from 0).
 
@@ -21,6 +23,8 @@ pub struct Checker {
     entries: HashMap<(LogIndex, Term), (Term, LogEntry)>,
     /// The committed prefix, as first learned from any node.
     committed: Vec<LogEntry>,
+    /// Term of the leader that committed each entry of `committed`.
+    commit_terms: Vec<Term>,
     commit_seen: BTreeMap<NodeId, LogIndex>,
 }
 
@@ -75,7 +79,8 @@ impl Checker {
                 ),
                 None => {
                     self.leaders.insert(term, id);
-                    for entry in &self.committed {
+                    let earlier = self.commit_terms.iter().take_while(|&&t| t < term).count();
+                    for entry in &self.committed[..earlier] {
                         let local = node.log().get(entry.index);
                         assert!(
                             local == Some(entry),
@@ -110,7 +115,10 @@ impl Checker {
                         self.committed.len() + 1,
                         "committed prefix must grow contiguously"
                     );
+                    // The first node to report a commit is the leader that decided it: followers
+                    // learn commit indexes from it.
                     self.committed.push(entry.clone());
+                    self.commit_terms.push(node.term());
                 }
             }
         }
