@@ -146,7 +146,7 @@ enum Waiter {
 struct PendingRead {
     client: ClientRef,
     query: Query,
-    /// The read can be answered once `applied_index >= index`.
+    /// The query is served once `applied_index >= index`.
     index: LogIndex,
     /// Leadership round that must be confirmed by a quorum first (0 = none needed).
     round: u64,
@@ -159,9 +159,9 @@ struct Progress {
     next_index: LogIndex,
     /// Highest index known to be durable on the follower.
     match_index: LogIndex,
-    /// AppendRequests with entries that have not been answered yet.
+    /// AppendRequests with entries that got no response yet.
     inflight: VecDeque<Inflight>,
-    /// Every request sent and not yet answered, by seq: (leadership round, send time).
+    /// Every request sent without a response yet, by seq: (leadership round, send time).
     sent: BTreeMap<u64, (u64, u64)>,
     next_seq: u64,
     /// Latest round confirmed by a response of this follower.
@@ -218,7 +218,7 @@ struct LeaderState {
     /// Reads waiting for a round to be confirmed or for the apply index.
     reads: Vec<PendingRead>,
     /// A read is waiting for a round that has not started yet.
-    round_wanted: bool,
+    round_requested: bool,
     heartbeat_due_ms: u64,
     became_leader_ms: u64,
 }
@@ -516,7 +516,7 @@ impl Node {
     fn after_input(&mut self, now_ms: u64) {
         self.apply_committed(now_ms);
         self.serve_ready_reads();
-        self.start_wanted_round(now_ms);
+        self.start_requested_round(now_ms);
     }
 
     fn send(&mut self, to: NodeId, message: PeerMessage) {

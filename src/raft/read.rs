@@ -59,7 +59,7 @@ impl Node {
         let round = if lease {
             0
         } else {
-            leader.round_wanted = true;
+            leader.round_requested = true;
             leader.round + 1
         };
         tracing::trace!(
@@ -112,9 +112,9 @@ impl Node {
     }
 
     /// Starts a read round if a query waits for one and none is in flight.
-    pub(super) fn start_wanted_round(&mut self, now_ms: u64) {
+    pub(super) fn start_requested_round(&mut self, now_ms: u64) {
         let in_flight = match self.leader_state.as_ref() {
-            Some(leader) if leader.round_wanted => self.confirmed_round() < leader.round,
+            Some(leader) if leader.round_requested => self.confirmed_round() < leader.round,
             _ => return,
         };
         if !in_flight {

@@ -64,7 +64,7 @@ impl Node {
         };
         if heartbeat {
             leader.round += 1;
-            leader.round_wanted = false;
+            leader.round_requested = false;
             leader.heartbeat_due_ms = now_ms + heartbeat_ms;
         }
 
@@ -442,7 +442,7 @@ impl Node {
         }
     }
 
-    /// Applies committed entries in order and answers the clients waiting on them.
+    /// Applies committed entries in order and replies to the clients waiting on them.
     pub(super) fn apply_committed(&mut self, now_ms: u64) {
         while self.state_machine.applied_index() < self.commit_index {
             let index = self.state_machine.applied_index() + 1;
