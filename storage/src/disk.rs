@@ -17,7 +17,7 @@
 //! - Dropping the prefix removes whole segments oldest first, with the same directory sync, so
 //!   every crash point leaves a suffix without a gap.
 //! - A failed write or sync poisons the log: after a failed fdatasync the kernel may have
-//!   discarded the dirty pages, and only a restart with recovery tells what is on disk.
+//!   discarded the dirty pages, and only a restart with recovery shows what is on disk.
 //!
 //! System calls are made inline on the calling thread, so a glommio executor stalls for the
 //! length of each fdatasync or msync. Under `SyncPolicy::Batch` the append cannot be
