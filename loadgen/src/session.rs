@@ -113,6 +113,8 @@ pub(crate) struct SessionDriver {
     next_order: u64,
     keepalive_due: Option<Instant>,
     keepalive_request: Option<u64>,
+    /// When the keep-alive in flight was sent; one without a reply is resent after an interval.
+    keepalive_sent: Option<Instant>,
     /// Target of the next connection, set when a redirect or a failure requires a new one.
     reconnect_to: Option<Option<String>>,
     failed_connects_in_row: u32,
@@ -151,6 +153,7 @@ impl SessionDriver {
             next_order: 0,
             keepalive_due: None,
             keepalive_request: None,
+            keepalive_sent: None,
             reconnect_to: None,
             failed_connects_in_row: 0,
             retry_not_before: None,
@@ -607,6 +610,7 @@ impl SessionDriver {
     fn send_keepalive(&mut self, session: SessionId) -> Result<(), String> {
         let request_id = self.request_id();
         self.keepalive_request = Some(request_id);
+        self.keepalive_sent = Some(Instant::now());
         self.keepalive_due = None;
         self.shared.stats.borrow_mut().result.client.keepalives_sent += 1;
         let command_sequence = self.acknowledged_sequence(session);
@@ -907,6 +911,27 @@ impl SessionDriver {
             }
         }
 
+        if let (Registration::Active { session, timeout }, Some(sent)) =
+            (self.registration, self.keepalive_sent)
+        {
+            let interval = self.keepalive_interval(timeout);
+            if self.keepalive_request.is_some() && sent + interval <= now {
+                warn!(
+                    session = self.index,
+                    server_session = session,
+                    "no reply to a keep-alive; sending another"
+                );
+                self.shared
+                    .stats
+                    .borrow_mut()
+                    .result
+                    .client
+                    .keepalives_failed += 1;
+                self.keepalive_request = None;
+                self.keepalive_due = Some(now);
+            }
+        }
+
         if let Registration::Pending { deadline, .. } = self.registration {
             if deadline <= now {
                 warn!(
@@ -987,6 +1012,13 @@ impl SessionDriver {
         }
         if let Some(due) = self.keepalive_due {
             consider(due);
+        }
+        if let (Registration::Active { timeout, .. }, Some(sent), Some(_)) = (
+            self.registration,
+            self.keepalive_sent,
+            self.keepalive_request,
+        ) {
+            consider(sent + self.keepalive_interval(timeout));
         }
         for p in self.in_flight.values().chain(self.resend.iter()) {
             consider(p.deadline);
