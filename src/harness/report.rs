@@ -219,6 +219,22 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
         format_duration(load.measured),
         load.seed
     );
+    let faults: Vec<String> = scenario.faults.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        md,
+        "- faults: {}",
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(" ")
+        }
+    );
+    // The description comes from the scenario file, and flags may have changed the run since.
+    let _ = writeln!(
+        md,
+        "- command: `{}`",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
     if input.interrupted {
         let _ = writeln!(md, "- **interrupted** with Ctrl-C before the end");
     }
