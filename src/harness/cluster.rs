@@ -140,11 +140,19 @@ impl LocalCluster {
     /// Starts every node. Does not wait for a leader: see [`LocalCluster::wait_for_leader`].
     pub fn start(config: &ClusterConfig) -> Result<LocalCluster, ClusterError> {
         let ids: Vec<NodeId> = (1..=config.nodes as NodeId).collect();
-        let listens = free_ports(ids.len()).map_err(|source| ClusterError::Io {
+        let reserve_error = |source| ClusterError::Io {
             operation: "reserve a port on",
             path: PathBuf::from("127.0.0.1"),
             source,
-        })?;
+        };
+        // The reserving listeners stay open until their node is about to start, so the relays
+        // (which bind ports of their own) cannot be given the same port numbers.
+        let mut reserved = free_ports(ids.len()).map_err(reserve_error)?;
+        let listens: Vec<SocketAddr> = reserved
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<_, _>>()
+            .map_err(reserve_error)?;
         let listen_by_id: BTreeMap<NodeId, SocketAddr> =
             ids.iter().copied().zip(listens.iter().copied()).collect();
 
@@ -201,6 +209,7 @@ impl LocalCluster {
                 unexpected_exits: Vec::new(),
             };
             cluster.nodes.insert(id, node);
+            drop(reserved.remove(0));
             // On error the cluster built so far is dropped, which kills the nodes started.
             cluster.spawn(id)?;
         }
@@ -510,14 +519,15 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-/// Reserves `count` distinct free ports on 127.0.0.1. The ports are released before the
-/// servers bind them, so another process could take one in between; the server then fails to
-/// start and the harness reports its log.
-fn free_ports(count: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let listeners: Vec<TcpListener> = (0..count)
+/// Reserves `count` distinct free ports on 127.0.0.1 by binding listeners to them.
+///
+/// NOTE: each port is released just before its server binds it (and again across a kill and
+/// restart), so another process could take it in between. The server then fails to start and
+/// the harness reports its log.
+fn free_ports(count: usize) -> std::io::Result<Vec<TcpListener>> {
+    (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners.iter().map(TcpListener::local_addr).collect()
+        .collect()
 }
 
 /// The leader that a majority of the cluster agrees on, with its term.
