@@ -48,8 +48,8 @@ pub use events::{
 };
 pub use latency::LatencyStats;
 pub use line::{Level, Role};
-pub use run::{bench_args_for, compare, render_comparison, run_replay, ReplayRunError};
 pub use plan::{PlannedOp, PlannedPause, ReplayPlan, MIN_PAUSE_MS};
+pub use run::{bench_args_for, compare, render_comparison, run_replay, ReplayRunError};
 pub use stats::Percentiles;
 pub use timeline::{
     At, LeaderSilence, Member, MemberId, PollOutcome, TermInfo, Timeline, TimelineEvent,

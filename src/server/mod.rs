@@ -8,9 +8,10 @@
 //!
 //! Inside a shard, every connection task and the ticker push [`Event`](shard::Event)s into one
 //! channel; a single driver task feeds them to the core in batches and then carries out the
-//! core's `Ready` in the order the core requires: hard state, log truncation and appends are
-//! made durable first (one sync for the whole batch: group commit), then peer messages are
-//! sent. While a batch is being synced, new events queue up and form the next batch.
+//! core's `Ready` in the order the core requires: the hard state is made durable first, then a
+//! leader's AppendRequests go out, then log truncation and appends are made durable (one sync
+//! for the whole batch: group commit), then every other message is sent. While a batch is
+//! being synced, new events queue up and form the next batch.
 //!
 //! Not done yet: several shards per process (one group per core), CPU pinning beyond the
 //! single executor, snapshots (the core keeps its log in memory), membership changes.

@@ -133,8 +133,9 @@ fn feed(node: &mut Node, event: Event, clock: &Clock) {
     }
 }
 
-/// Carry out the core's output in the order it requires: hard state, truncation and appends
-/// durable first, then messages. Repeats while acknowledging persistence produces more.
+/// Carry out the core's output in the order it requires: the hard state durable first, then a
+/// leader's AppendRequests, then truncation and appends durable, then every other message.
+/// Repeats while acknowledging persistence produces more.
 async fn apply_ready(
     node: &mut Node,
     durable: &mut Durable,
@@ -170,6 +171,19 @@ async fn apply_ready(
                 error!(node = network.node_id(), term = state.term, error = %e, "cannot persist term and vote")
             })?;
         }
+        // A leader's AppendRequests need not wait for its own append: Raft lets the leader
+        // replicate entries before they are durable locally, because it counts itself in a
+        // quorum only up to its own persisted index. Sending them first overlaps the leader's
+        // sync with the followers' (commit latency falls by about one sync). Everything else
+        // waits: votes and poll answers depend on the hard state saved above, and a
+        // follower's acknowledgement must not leave before its entries are durable.
+        let (early, late): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|envelope| matches!(envelope.message, PeerMessage::AppendRequest(_)));
+        for envelope in early {
+            network.send_peer(envelope);
+        }
+
         if let Some(index) = truncate_from {
             warn!(
                 node = network.node_id(),
@@ -188,7 +202,7 @@ async fn apply_ready(
             node.persisted(clock.now_ms(), index, term);
         }
 
-        for envelope in messages {
+        for envelope in late {
             network.send_peer(envelope);
         }
     }
