@@ -203,6 +203,14 @@ pub struct WorkloadArgs {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 
+    /// Give up on a member after this long without any reply while a request to it is
+    /// outstanding: the session marks it unresponsive for a while, tries the other members and
+    /// resends the request with the same sequence. This is how clients leave a paused leader
+    /// before it wakes up. 0s disables it (requests then wait for --request-timeout).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub failover_timeout: Duration,
+
     /// Time allowed to open a TCP connection and complete the handshake with one member.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
@@ -244,6 +252,7 @@ impl Default for WorkloadArgs {
             duration: Duration::from_secs(30),
             warmup: Duration::ZERO,
             request_timeout: Duration::from_secs(10),
+            failover_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             session_timeout: None,
             keepalive: None,

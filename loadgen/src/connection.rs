@@ -17,7 +17,7 @@
 //! one redirect teaches every session of the executor.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{split, WriteHalf};
 use futures_lite::AsyncWriteExt;
@@ -195,6 +195,9 @@ pub(crate) struct ClusterView {
     /// matched to a configured address.
     leader_addr_hint: Option<String>,
     cursor: usize,
+    /// Members that left a request unanswered for the failover timeout, with the time until
+    /// which they are skipped and their leader claims ignored.
+    suspects: Vec<(NodeId, Instant)>,
 }
 
 impl ClusterView {
@@ -204,6 +207,7 @@ impl ClusterView {
             addrs,
             nodes: vec![None; count],
             leader: None,
+            suspects: Vec::new(),
             leader_addr_hint: None,
             cursor: first % count.max(1),
         }
@@ -229,6 +233,24 @@ impl ClusterView {
         changed
     }
 
+    /// Skip `node` and ignore replies naming it leader until `until`.
+    pub fn suspect(&mut self, node: NodeId, until: Instant) {
+        self.suspects.retain(|(n, _)| *n != node);
+        self.suspects.push((node, until));
+        self.forget_leader(node);
+    }
+
+    /// Whether `node` is skipped at `now` because it left a request unanswered.
+    pub fn is_suspect(&self, node: NodeId, now: Instant) -> bool {
+        self.suspects
+            .iter()
+            .any(|(n, until)| *n == node && *until > now)
+    }
+
+    fn addr_is_suspect(&self, i: usize, now: Instant) -> bool {
+        self.nodes[i].is_some_and(|node| self.is_suspect(node, now))
+    }
+
     pub fn forget_leader(&mut self, node: NodeId) {
         if self.leader == Some(node) {
             self.leader = None;
@@ -252,11 +274,21 @@ impl ClusterView {
             }
         }
 
-        for _ in 0..self.addrs.len() {
-            let addr = &self.addrs[self.cursor];
-            self.cursor = (self.cursor + 1) % self.addrs.len();
-            if Some(addr.as_str()) != avoid || self.addrs.len() == 1 {
-                return addr.clone();
+        // Prefer members that are neither the one to avoid nor suspected of being stalled;
+        // fall back to any other member, then to anything.
+        let now = Instant::now();
+        for strict in [true, false] {
+            for _ in 0..self.addrs.len() {
+                let i = self.cursor;
+                self.cursor = (self.cursor + 1) % self.addrs.len();
+                let avoided = Some(self.addrs[i].as_str()) == avoid;
+                if avoided && self.addrs.len() > 1 {
+                    continue;
+                }
+                if strict && self.addr_is_suspect(i, now) {
+                    continue;
+                }
+                return self.addrs[i].clone();
             }
         }
         self.addrs[0].clone()
@@ -289,5 +321,38 @@ mod tests {
         let mut view = ClusterView::new(vec!["a:1".into(), "b:1".into()], 0);
         assert_eq!(view.next_target(Some("a:1")), "b:1");
         assert_eq!(view.next_target(Some("b:1")), "a:1");
+    }
+
+    #[test]
+    fn suspect_member_skipped_until_expiry() {
+        let mut view = ClusterView::new(vec!["a:1".into(), "b:1".into(), "c:1".into()], 0);
+        view.learn_node("a:1", 1);
+        view.learn_node("b:1", 2);
+        view.learn_node("c:1", 3);
+        view.observe_leader(Some(&Member {
+            id: 1,
+            addr: "a:1".into(),
+        }));
+
+        let now = Instant::now();
+        view.suspect(1, now + Duration::from_secs(60));
+        assert!(view.is_suspect(1, now));
+        assert_eq!(view.leader(), None, "a suspect is no longer the leader");
+        for _ in 0..6 {
+            assert_ne!(view.next_target(None), "a:1", "a suspect member is skipped");
+        }
+
+        view.suspect(1, now);
+        assert!(!view.is_suspect(1, now), "the suspicion has expired");
+        let targets: Vec<String> = (0..3).map(|_| view.next_target(None)).collect();
+        assert!(targets.contains(&"a:1".to_string()), "{targets:?}");
+    }
+
+    #[test]
+    fn only_suspects_left_still_yields_a_target() {
+        let mut view = ClusterView::new(vec!["a:1".into()], 0);
+        view.learn_node("a:1", 1);
+        view.suspect(1, Instant::now() + Duration::from_secs(60));
+        assert_eq!(view.next_target(None), "a:1");
     }
 }

@@ -115,6 +115,8 @@ pub(crate) struct SessionDriver {
     keepalive_request: Option<u64>,
     /// When the keep-alive in flight was sent; one without a reply is resent after an interval.
     keepalive_sent: Option<Instant>,
+    /// When the current connection last delivered a frame (or was opened).
+    last_frame_at: Option<Instant>,
     /// Target of the next connection, set when a redirect or a failure requires a new one.
     reconnect_to: Option<Option<String>>,
     failed_connects_in_row: u32,
@@ -154,6 +156,7 @@ impl SessionDriver {
             keepalive_due: None,
             keepalive_request: None,
             keepalive_sent: None,
+            last_frame_at: None,
             reconnect_to: None,
             failed_connects_in_row: 0,
             retry_not_before: None,
@@ -208,6 +211,10 @@ impl SessionDriver {
             }
 
             self.expire(now);
+            self.check_unresponsive(now);
+            if self.reconnect_to.is_some() {
+                continue;
+            }
             self.make_due_ops(now);
             if let Err(reason) = self.send_ready(now).await {
                 self.connection_failed(reason);
@@ -326,6 +333,7 @@ impl SessionDriver {
 
     /// On a new connection: register if needed, and queue everything that was in flight.
     fn after_connect(&mut self, now: Instant) {
+        self.last_frame_at = Some(now);
         if let Registration::Pending { .. } = self.registration {
             self.registration = Registration::None;
         }
@@ -372,6 +380,10 @@ impl SessionDriver {
 
     /// Follow the leader a reply named, if it is not the member this connection reaches.
     fn follow_leader(&mut self, leader: Option<&Member>) {
+        // A member that just left requests unanswered may still call itself leader (a paused
+        // leader's followers do until they elect another): do not go back to it yet.
+        let now = Instant::now();
+        let leader = leader.filter(|m| !self.shared.cluster.borrow().is_suspect(m.id, now));
         let changed = self.shared.cluster.borrow_mut().observe_leader(leader);
         if changed {
             self.shared.control.set_leader(leader.map(|m| m.id));
@@ -638,6 +650,7 @@ impl SessionDriver {
     // ----- receiving -----
 
     fn on_frame(&mut self, frame: ServerFrame, now: Instant) {
+        self.last_frame_at = Some(now);
         let ServerFrame {
             request_id,
             response,
@@ -874,6 +887,69 @@ impl SessionDriver {
     }
 
     /// Conclude operations whose request timeout passed.
+    /// Send time of the oldest request on the current connection still waiting for a reply.
+    fn oldest_outstanding(&self) -> Option<Instant> {
+        let register = match self.registration {
+            Registration::Pending { deadline, .. } => {
+                deadline.checked_sub(self.shared.args.request_timeout)
+            }
+            _ => None,
+        };
+        let keepalive = self
+            .keepalive_sent
+            .filter(|_| self.keepalive_request.is_some());
+        self.in_flight
+            .values()
+            .map(|p| p.last_send)
+            .chain(register)
+            .chain(keepalive)
+            .min()
+    }
+
+    /// When the failover timeout of the current connection runs out, if it is armed.
+    fn failover_deadline(&self) -> Option<Instant> {
+        let limit = self.shared.args.failover_timeout;
+        if limit.is_zero() || self.conn.is_none() || self.reconnect_to.is_some() {
+            return None;
+        }
+        let oldest = self.oldest_outstanding()?;
+        let quiet_since = self.last_frame_at.map_or(oldest, |t| t.max(oldest));
+        Some(quiet_since + limit)
+    }
+
+    /// Leave a member that has answered nothing for the failover timeout while requests
+    /// wait: a stopped or partitioned leader keeps its connections open, so without this the
+    /// session would wait for the request timeout. Requests in flight are resent elsewhere
+    /// with their sequence numbers, so none is applied twice.
+    fn check_unresponsive(&mut self, now: Instant) {
+        let Some(deadline) = self.failover_deadline() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let limit = self.shared.args.failover_timeout;
+        warn!(
+            session = self.index,
+            node = conn.node,
+            addr = %conn.addr,
+            in_flight = self.in_flight.len(),
+            failover_timeout = ?limit,
+            "no reply from member within the failover timeout; trying the others"
+        );
+        // Skip it for a few timeouts: long enough for the others to elect a new leader, short
+        // enough that a member that was only slow is used again soon.
+        self.shared
+            .cluster
+            .borrow_mut()
+            .suspect(conn.node, now + limit * 4);
+        self.shared.control.set_leader(None);
+        self.reconnect_to = Some(None);
+    }
+
     fn expire(&mut self, now: Instant) {
         let expired: Vec<u64> = self
             .in_flight
@@ -1027,6 +1103,9 @@ impl SessionDriver {
             consider(t);
         }
         if let Registration::Pending { deadline, .. } = self.registration {
+            consider(deadline);
+        }
+        if let Some(deadline) = self.failover_deadline() {
             consider(deadline);
         }
         // Check the run's stop flag at least every 100 ms.
