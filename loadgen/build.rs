@@ -1,7 +1,7 @@
 //! Records the git commit the load generator was built from, for `summary.json`.
 //!
 //! Falls back to nothing (the summary then says "unknown") outside a git checkout or when git
-//! is missing. A `-dirty` suffix marks a build with uncommitted changes.
+//! is missing. A `-dirty` suffix marks a build with uncommitted changes to tracked files.
 
 use std::process::Command;
 
@@ -26,8 +26,17 @@ fn main() {
     let Some(commit) = git(&["rev-parse", "HEAD"]) else {
         return;
     };
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // Cargo.lock is left out: cargo itself rewrites it when a manifest is ahead of it, which
+    // says nothing about the code that was built.
+    let status = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!Cargo.lock",
+    ]);
+    let dirty = status.is_some_and(|s| !s.is_empty());
     let suffix = if dirty { "-dirty" } else { "" };
     println!("cargo:rustc-env=RINGRAFT_COMMIT={commit}{suffix}");
 }
