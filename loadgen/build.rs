@@ -33,8 +33,8 @@ fn main() {
         "--porcelain",
         "--untracked-files=no",
         "--",
-        ".",
-        ":!Cargo.lock",
+        ":/",
+        ":(top,exclude)Cargo.lock",
     ]);
     let dirty = status.is_some_and(|s| !s.is_empty());
     let suffix = if dirty { "-dirty" } else { "" };
