@@ -1,4 +1,4 @@
-//! Segmented log on disk, shared by the `mmap` and `file` backends.
+//! Segmented log on disk, shared by the `mmap`, `file` and `dma` backends.
 //!
 //! The log is a sequence of segment files (see `segment`). The last one is active: appends go
 //! to its end, and it is rolled when the next record would not fit or when it contains
@@ -19,8 +19,8 @@
 //! - A failed write or sync poisons the log: after a failed fdatasync the kernel may have
 //!   discarded the dirty pages, and only a restart with recovery shows what is on disk.
 //!
-//! System calls are made inline on the calling thread, so a glommio executor stalls for the
-//! length of each fdatasync or msync. Under `SyncPolicy::Batch` the append cannot be
+//! With `mmap` and `file`, system calls are made inline on the calling thread, so a glommio
+//! executor stalls for the length of each fdatasync or msync. Under `SyncPolicy::Batch` the append cannot be
 //! acknowledged before the sync finishes anyway, and group commit amortises one sync over the
 //! whole batch; what the stall costs is the other tasks of that core, such as reading the next
 //! requests from sockets. The `dma` backend removes the stall by syncing through io_uring.
@@ -82,11 +82,11 @@ struct Segment<F> {
 }
 
 impl<F: SegmentFile> Segment<F> {
-    fn open_new(dir: &Path, first_index: u64, size: u64) -> Result<Self, StorageError> {
+    async fn open_new(dir: &Path, first_index: u64, size: u64) -> Result<Self, StorageError> {
         let path = segment::create_segment(dir, first_index, size)?;
         Ok(Segment {
             first_index,
-            file: F::open(&path)?,
+            file: F::open(&path).await?,
             records: Vec::new(),
             write_end: SEGMENT_HEADER_LEN as u64,
             dirty_from: None,
@@ -102,19 +102,19 @@ impl<F: SegmentFile> Segment<F> {
         self.file.path()
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
+    async fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
         if data.is_empty() {
             return Ok(());
         }
-        self.file.write_at(self.write_end, data)?;
+        self.file.write_at(self.write_end, data).await?;
         self.dirty_from.get_or_insert(self.write_end);
         self.write_end += data.len() as u64;
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), StorageError> {
+    async fn sync(&mut self) -> Result<(), StorageError> {
         if let Some(from) = self.dirty_from {
-            self.file.sync_range(from, self.write_end - from)?;
+            self.file.sync_range(from, self.write_end - from).await?;
             self.dirty_from = None;
         }
         Ok(())
@@ -136,14 +136,15 @@ pub(crate) struct SegmentedLog<F: SegmentFile> {
 
 impl<F: SegmentFile> SegmentedLog<F> {
     /// Opens or creates the log in `dir`, recovering from a crash as described in `recover`.
-    pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Self, StorageError> {
+    pub(crate) async fn open(dir: &Path, config: &LogConfig) -> Result<Self, StorageError> {
         config.validate()?;
         fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
         let lock = DirLock::acquire(dir)?;
+        F::check_dir(dir)?;
 
-        let mut segments = recover::<F>(dir, config)?;
+        let mut segments = recover::<F>(dir, config).await?;
         if segments.is_empty() {
-            segments.push(Segment::open_new(dir, 1, config.segment_size)?);
+            segments.push(Segment::open_new(dir, 1, config.segment_size).await?);
         }
 
         let mut log = SegmentedLog {
@@ -161,7 +162,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
         // process crash). Syncing once here lets durable_index start at last_index honestly.
         let last = log.segments.len() - 1;
         let end = log.segments[last].write_end;
-        log.segments[last].file.sync_range(0, end)?;
+        log.segments[last].file.sync_range(0, end).await?;
         log.durable_index = log.last_index();
 
         tracing::info!(
@@ -247,7 +248,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
         self.record_loc(index).map(|(_, loc)| loc.term)
     }
 
-    pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+    pub(crate) async fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let Some(first) = entries.first() else {
             return Ok(());
@@ -255,11 +256,11 @@ impl<F: SegmentFile> SegmentedLog<F> {
 
         self.check_append(entries)?;
         if self.is_empty() && first.index != self.last_index() + 1 {
-            let result = self.restart_empty_log_at(first.index);
+            let result = self.restart_empty_log_at(first.index).await;
             self.poison(result)?;
         }
 
-        let result = self.write_entries(entries);
+        let result = self.write_entries(entries).await;
         self.poison(result)?;
 
         let sync_now = match self.config.sync {
@@ -268,7 +269,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
             SyncPolicy::Never => false,
         };
         if sync_now {
-            self.sync()?;
+            self.sync().await?;
         }
         Ok(())
     }
@@ -310,7 +311,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
 
     /// Replaces the empty active segment by one that starts at `first_index`, because an empty
     /// log accepts any first index (after a snapshot install, for example).
-    fn restart_empty_log_at(&mut self, first_index: u64) -> Result<(), StorageError> {
+    async fn restart_empty_log_at(&mut self, first_index: u64) -> Result<(), StorageError> {
         let old = self
             .segments
             .pop()
@@ -321,49 +322,52 @@ impl<F: SegmentFile> SegmentedLog<F> {
         // Removing first and creating second means a crash in between leaves an empty directory,
         // which opens as an empty log: the same content as either side of the crash.
         segment::remove_segment(&self.dir, &old_path)?;
-        let segment = Segment::open_new(&self.dir, first_index, self.config.segment_size)?;
+        let segment = Segment::open_new(&self.dir, first_index, self.config.segment_size).await?;
         self.segments.push(segment);
         self.durable_index = first_index - 1;
         Ok(())
     }
 
     /// Encodes `entries` and writes them to the active segment, rolling as needed.
-    fn write_entries(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+    async fn write_entries(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let mut buf = std::mem::take(&mut self.encode_buf);
         buf.clear();
-
-        let result = (|| {
-            for entry in entries {
-                let record_len = record::encoded_len(entry.payload.len()) as u64;
-                let max_entries = self.config.max_entries_per_segment;
-                let active = self.active();
-                let full_by_count = active.records.len() as u64 >= max_entries;
-                let full_by_size =
-                    active.write_end + buf.len() as u64 + record_len > active.file.len();
-                if full_by_count || full_by_size {
-                    active.write(&buf)?;
-                    buf.clear();
-                    self.roll(entry.index, record_len)?;
-                }
-
-                let active = self.active();
-                let offset = active.write_end + buf.len() as u64;
-                record::encode(&mut buf, entry.index, entry.term, &entry.payload);
-                active.records.push(RecordLoc {
-                    offset,
-                    len: record_len as u32,
-                    term: entry.term,
-                });
-            }
-            self.active().write(&buf)
-        })();
-
+        let result = self.encode_and_write(entries, &mut buf).await;
         self.encode_buf = buf;
         result
     }
 
+    async fn encode_and_write(
+        &mut self,
+        entries: &[Entry],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StorageError> {
+        for entry in entries {
+            let record_len = record::encoded_len(entry.payload.len()) as u64;
+            let max_entries = self.config.max_entries_per_segment;
+            let active = self.active();
+            let full_by_count = active.records.len() as u64 >= max_entries;
+            let full_by_size = active.write_end + buf.len() as u64 + record_len > active.file.len();
+            if full_by_count || full_by_size {
+                active.write(buf).await?;
+                buf.clear();
+                self.roll(entry.index, record_len).await?;
+            }
+
+            let active = self.active();
+            let offset = active.write_end + buf.len() as u64;
+            record::encode(buf, entry.index, entry.term, &entry.payload);
+            active.records.push(RecordLoc {
+                offset,
+                len: record_len as u32,
+                term: entry.term,
+            });
+        }
+        self.active().write(buf).await
+    }
+
     /// Makes room for a record of `record_len` bytes with index `next_index`.
-    fn roll(&mut self, next_index: u64, record_len: u64) -> Result<(), StorageError> {
+    async fn roll(&mut self, next_index: u64, record_len: u64) -> Result<(), StorageError> {
         let size = self
             .config
             .segment_size
@@ -374,40 +378,40 @@ impl<F: SegmentFile> SegmentedLog<F> {
             // under the same name. The rename is atomic: a crash leaves the old or the new
             // empty segment, and both open as the same empty log.
             let first_index = self.active().first_index;
-            let segment = Segment::open_new(&self.dir, first_index, size)?;
+            let segment = Segment::open_new(&self.dir, first_index, size).await?;
             *self.active() = segment;
             return Ok(());
         }
 
         // A segment is durable before the next one exists, so a torn write can only be in the
         // last segment and recovery never has to guess whether a gap is damage.
-        self.active().sync()?;
-        let segment = Segment::open_new(&self.dir, next_index, size)?;
+        self.active().sync().await?;
+        let segment = Segment::open_new(&self.dir, next_index, size).await?;
         self.segments.push(segment);
         tracing::debug!(dir = %self.dir.display(), first_index = next_index, "rolled segment");
         Ok(())
     }
 
-    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+    pub(crate) async fn sync(&mut self) -> Result<(), StorageError> {
         self.check_poisoned()?;
-        let result = self.active().sync();
+        let result = self.active().sync().await;
         self.poison(result)?;
         self.durable_index = self.last_index();
         self.last_sync = Instant::now();
         Ok(())
     }
 
-    pub(crate) fn read(&self, index: u64) -> Result<Option<Entry>, StorageError> {
+    pub(crate) async fn read(&self, index: u64) -> Result<Option<Entry>, StorageError> {
         self.check_poisoned()?;
         let Some((position, loc)) = self.record_loc(index) else {
             return Ok(None);
         };
         let segment = &self.segments[position];
-        let bytes = segment.file.read_span(loc.offset, loc.len as usize)?;
+        let bytes = segment.file.read_span(loc.offset, loc.len as usize).await?;
         decode_entry(segment.path(), loc.offset, index, &bytes).map(Some)
     }
 
-    pub(crate) fn read_range(
+    pub(crate) async fn read_range(
         &self,
         from: u64,
         to_exclusive: u64,
@@ -446,7 +450,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
             let start = segment.records[first_slot].offset;
             let end_loc = segment.records[last_slot - 1];
             let span_len = (end_loc.offset + end_loc.len as u64 - start) as usize;
-            let span = segment.file.read_span(start, span_len)?;
+            let span = segment.file.read_span(start, span_len).await?;
             for slot in first_slot..last_slot {
                 let loc = segment.records[slot];
                 let relative = (loc.offset - start) as usize;
@@ -461,7 +465,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
         Ok(entries)
     }
 
-    pub(crate) fn truncate_suffix(&mut self, from: u64) -> Result<(), StorageError> {
+    pub(crate) async fn truncate_suffix(&mut self, from: u64) -> Result<(), StorageError> {
         self.check_poisoned()?;
         if from > self.last_index() {
             return Ok(());
@@ -512,16 +516,16 @@ impl<F: SegmentFile> SegmentedLog<F> {
         Ok(())
     }
 
-    pub(crate) fn compact_prefix(&mut self, upto: u64) -> Result<(), StorageError> {
+    pub(crate) async fn compact_prefix(&mut self, upto: u64) -> Result<(), StorageError> {
         self.check_poisoned()?;
         if upto < self.first_index() {
             return Ok(());
         }
-        let result = self.compact_prefix_inner(upto);
+        let result = self.compact_prefix_inner(upto).await;
         self.poison(result)
     }
 
-    fn compact_prefix_inner(&mut self, upto: u64) -> Result<(), StorageError> {
+    async fn compact_prefix_inner(&mut self, upto: u64) -> Result<(), StorageError> {
         // Oldest first, with a directory sync after each removal (see the module doc). A segment
         // goes when the next one starts at or before upto + 1, so all its entries are <= upto.
         while self.segments.len() > 1 && self.segments[1].first_index <= upto + 1 {
@@ -536,7 +540,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
             self.segments.len() == 1 && upto >= only.first_index && upto >= only.next_index() - 1;
         if covers_active && !(only.records.is_empty() && only.first_index == upto + 1) {
             // Every entry is dropped: start an empty log right after `upto`.
-            self.restart_empty_log_at(upto + 1)?;
+            self.restart_empty_log_at(upto + 1).await?;
         }
         tracing::debug!(dir = %self.dir.display(), upto, first_index = self.first_index(), "compacted log prefix");
         Ok(())
@@ -582,7 +586,7 @@ struct RecoveryProblem {
 /// `config.repair` is set: then the log is truncated at the problem. Both cuts are single
 /// ftruncate or unlink operations that keep everything before the cut point, so a crash during
 /// recovery leaves a state that recovers to the same result.
-fn recover<F: SegmentFile>(
+async fn recover<F: SegmentFile>(
     dir: &Path,
     config: &LogConfig,
 ) -> Result<Vec<Segment<F>>, StorageError> {
@@ -594,7 +598,7 @@ fn recover<F: SegmentFile>(
         if is_last {
             restore_preallocation(&name.path, config.segment_size)?;
         }
-        let file = F::open(&name.path)?;
+        let file = F::open(&name.path).await?;
         let problem = |offset: u64, reason: String| RecoveryProblem {
             position,
             path: name.path.clone(),
@@ -602,7 +606,7 @@ fn recover<F: SegmentFile>(
             reason,
         };
 
-        let scan = match file.scan()? {
+        let scan = match file.scan().await? {
             Ok(scan) => scan,
             Err(reason) => {
                 return repair_or_fail(dir, config, &names, segments, problem(0, reason))

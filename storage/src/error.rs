@@ -54,6 +54,18 @@ pub enum StorageError {
         needed: u64,
     },
 
+    /// The `dma` backend needs O_DIRECT, and the file system of the log directory rejects it.
+    #[error(
+        "the dma backend needs O_DIRECT, but the file system of {path} does not support it \
+         ({source}); use the file or mmap backend, or put the log on a file system with \
+         O_DIRECT support such as ext4 or XFS (tmpfs and some overlay file systems have none)"
+    )]
+    DirectIoUnsupported {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// Another process holds the lock of the log directory.
     #[error("log directory {path} is locked by another process; stop it or use another directory")]
     Locked { path: PathBuf },

@@ -1,7 +1,8 @@
 //! Byte-level access to one segment file, one implementation per disk backend.
 //!
-//! The segmented log (`disk`) decides what goes where; this module only moves bytes. Both
-//! implementations issue their system calls inline: see `disk` for why blocking the calling
+//! The segmented log (`disk`) decides what goes where; this module only moves bytes. The trait
+//! is asynchronous for the io_uring implementation in `dma`. The two implementations here issue
+//! their system calls inline and never suspend: see `disk` for why blocking the calling
 //! executor during a sync is acceptable.
 
 use std::borrow::Cow;
@@ -17,8 +18,14 @@ use crate::StorageError;
 
 /// Positioned reads, writes and syncs on one open segment file.
 pub(crate) trait SegmentFile: Sized {
+    /// Checks, before anything is created in `dir`, that its file system supports this kind of
+    /// segment file.
+    fn check_dir(_dir: &Path) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Opens an existing segment for reading and writing.
-    fn open(path: &Path) -> Result<Self, StorageError>;
+    async fn open(path: &Path) -> Result<Self, StorageError>;
 
     /// Underlying file, used for truncation and preallocation.
     fn file(&self) -> &File;
@@ -26,24 +33,24 @@ pub(crate) trait SegmentFile: Sized {
     /// Path of the file, for error messages.
     fn path(&self) -> &Path;
 
-    /// Length of the file when it was opened; writes never go past it.
+    /// Length of the file when it was opened; records never go past it.
     fn len(&self) -> u64;
 
     /// Scans the whole file for records (see `segment::scan_segment`). The inner `Err` is an
     /// invalid segment header.
-    fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError>;
+    async fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError>;
 
     /// Returns `len` bytes starting at `offset`.
-    fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError>;
+    async fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError>;
 
     /// Writes `data` at `offset`.
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
 
     /// Makes the bytes in `offset..offset + len` durable.
-    fn sync_range(&mut self, offset: u64, len: u64) -> Result<(), StorageError>;
+    async fn sync_range(&mut self, offset: u64, len: u64) -> Result<(), StorageError>;
 }
 
-fn open_read_write(path: &Path) -> Result<(File, u64), StorageError> {
+pub(crate) fn open_read_write(path: &Path) -> Result<(File, u64), StorageError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -56,7 +63,7 @@ fn open_read_write(path: &Path) -> Result<(File, u64), StorageError> {
     Ok((file, len))
 }
 
-fn out_of_bounds(path: &Path, offset: u64, len: usize, file_len: u64) -> StorageError {
+pub(crate) fn out_of_bounds(path: &Path, offset: u64, len: usize, file_len: u64) -> StorageError {
     StorageError::io_at(
         "write segment",
         path,
@@ -105,7 +112,7 @@ impl MmapSegment {
 }
 
 impl SegmentFile for MmapSegment {
-    fn open(path: &Path) -> Result<Self, StorageError> {
+    async fn open(path: &Path) -> Result<Self, StorageError> {
         let (file, _len) = open_read_write(path)?;
 
         // SAFETY: the mapping covers exactly the file's length at this moment. This process
@@ -134,12 +141,12 @@ impl SegmentFile for MmapSegment {
         self.map.len() as u64
     }
 
-    fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError> {
+    async fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError> {
         self.check_file_len(0, self.map.len() as u64)?;
         Ok(scan_segment(&self.map))
     }
 
-    fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError> {
+    async fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError> {
         let end = offset + len as u64;
         self.check_file_len(offset, end)?;
         if end > self.map.len() as u64 {
@@ -153,7 +160,7 @@ impl SegmentFile for MmapSegment {
         Ok(Cow::Borrowed(&self.map[offset as usize..end as usize]))
     }
 
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         let end = offset as usize + data.len();
         if end > self.map.len() {
             return Err(out_of_bounds(&self.path, offset, data.len(), self.len()));
@@ -162,7 +169,7 @@ impl SegmentFile for MmapSegment {
         Ok(())
     }
 
-    fn sync_range(&mut self, offset: u64, len: u64) -> Result<(), StorageError> {
+    async fn sync_range(&mut self, offset: u64, len: u64) -> Result<(), StorageError> {
         self.map
             .flush_range(offset as usize, len as usize)
             .map_err(|e| StorageError::io_at("msync segment", &self.path, offset, e))
@@ -177,7 +184,7 @@ pub(crate) struct FileSegment {
 }
 
 impl SegmentFile for FileSegment {
-    fn open(path: &Path) -> Result<Self, StorageError> {
+    async fn open(path: &Path) -> Result<Self, StorageError> {
         let (file, len) = open_read_write(path)?;
         Ok(FileSegment {
             file,
@@ -201,7 +208,7 @@ impl SegmentFile for FileSegment {
     /// Scans through a temporary read-only mapping. Copying each 32 MiB segment, most of it
     /// preallocated zeros, into a buffer made the `recovery` bench about five times slower.
     /// Writes and reads after open still go through pwrite and pread.
-    fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError> {
+    async fn scan(&self) -> Result<Result<SegmentScan, String>, StorageError> {
         // SAFETY: the same argument as `MmapSegment::open`: this process holds the directory
         // lock, nothing truncates the file while the mapping lives (it is dropped at the end of
         // this function), and the mapping covers the file length read just before.
@@ -210,7 +217,7 @@ impl SegmentFile for FileSegment {
         Ok(scan_segment(&map))
     }
 
-    fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError> {
+    async fn read_span(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, StorageError> {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -227,7 +234,7 @@ impl SegmentFile for FileSegment {
         Ok(Cow::Owned(buf))
     }
 
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         if offset + data.len() as u64 > self.len {
             return Err(out_of_bounds(&self.path, offset, data.len(), self.len));
         }
@@ -236,7 +243,7 @@ impl SegmentFile for FileSegment {
             .map_err(|e| StorageError::io_at("write segment", &self.path, offset, e))
     }
 
-    fn sync_range(&mut self, offset: u64, _len: u64) -> Result<(), StorageError> {
+    async fn sync_range(&mut self, offset: u64, _len: u64) -> Result<(), StorageError> {
         self.file
             .sync_data()
             .map_err(|e| StorageError::io_at("fdatasync segment", &self.path, offset, e))

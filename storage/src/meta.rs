@@ -142,7 +142,8 @@ impl MetaStore {
 
     /// Saves `state`; it is durable when this returns.
     ///
-    /// The write and fdatasync run inline on the calling thread, like the disk log backends.
+    /// The write and fdatasync run inline on the calling thread, like the `mmap` and `file` log
+    /// backends (and unlike `dma`).
     pub async fn save(&mut self, state: &HardState) -> Result<(), StorageError> {
         if let Some(disk) = &mut self.disk {
             let sequence = disk.sequence + 1;

@@ -21,11 +21,11 @@ const PAYLOAD_LEN: usize = 27;
 const RECORD_LEN: u64 = (RECORD_HEADER_LEN + PAYLOAD_LEN) as u64;
 
 /// Builds a log of `count` 55-byte entries appended in batches of 7, and returns the entries.
-fn build_log(dir: &Path, config: &LogConfig, count: u64) -> Vec<Entry> {
-    let mut log = open(dir, config);
+async fn build_log(dir: &Path, config: &LogConfig, count: u64) -> Vec<Entry> {
+    let mut log = open(dir, config).await;
     let all = entries(1, count, 1, PAYLOAD_LEN);
     for batch in all.chunks(7) {
-        run(log.append(batch)).unwrap();
+        log.append(batch).await.unwrap();
     }
     all
 }
@@ -80,29 +80,32 @@ fn zero_range(path: &Path, from: u64, to: u64) {
 
 /// Opens the log, checks it contains exactly `expected`, appends one more entry, reopens and
 /// checks the new entry survived.
-fn assert_recovers_to(dir: &Path, config: &LogConfig, expected: &[Entry], context: &str) {
-    let mut log =
-        run(open_log(dir, config)).unwrap_or_else(|e| panic!("{context}: open failed: {e}"));
+async fn assert_recovers_to(dir: &Path, config: &LogConfig, expected: &[Entry], context: &str) {
+    let mut log = open_log(dir, config)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: open failed: {e}"));
     assert_eq!(
         log.last_index(),
         expected.len() as u64,
         "{context}: last_index"
     );
-    assert_log_matches(&log, expected);
+    assert_log_matches(&log, expected).await;
 
     let next = entry(expected.len() as u64 + 1, 9, PAYLOAD_LEN);
-    run(log.append(std::slice::from_ref(&next))).unwrap();
+    log.append(std::slice::from_ref(&next)).await.unwrap();
     drop(log);
 
-    let log =
-        run(open_log(dir, config)).unwrap_or_else(|e| panic!("{context}: second open failed: {e}"));
+    let log = open_log(dir, config)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: second open failed: {e}"));
     let mut with_next = expected.to_vec();
     with_next.push(next);
-    assert_log_matches(&log, &with_next);
+    assert_log_matches(&log, &with_next).await;
 }
 
-fn expect_corrupt(dir: &Path, config: &LogConfig, path: &Path, offset: u64, context: &str) {
-    let error = run(open_log(dir, config))
+async fn expect_corrupt(dir: &Path, config: &LogConfig, path: &Path, offset: u64, context: &str) {
+    let error = open_log(dir, config)
+        .await
         .err()
         .unwrap_or_else(|| panic!("{context}: open should fail"));
     match error {
@@ -116,7 +119,7 @@ fn expect_corrupt(dir: &Path, config: &LogConfig, path: &Path, offset: u64, cont
         }
         other => panic!("{context}: expected a corruption error, got {other}"),
     }
-    let message = run(open_log(dir, config)).err().unwrap().to_string();
+    let message = open_log(dir, config).await.err().unwrap().to_string();
     assert!(
         message.contains(&path.display().to_string()),
         "{context}: message lacks the path: {message}"
@@ -132,9 +135,9 @@ fn verify_outcome(dir: &Path) -> VerifyOutcome {
     tool::verify(dir, &mut report).unwrap()
 }
 
-fn truncate_at_every_offset_of_tail(config: LogConfig) {
+async fn truncate_at_every_offset_of_tail(config: LogConfig) {
     let original = tempfile::tempdir().unwrap();
-    let all = build_log(original.path(), &config, 200);
+    let all = build_log(original.path(), &config, 200).await;
     let last_segment = segment_paths(original.path()).pop().unwrap();
     let first = first_index_of(&last_segment);
     assert!(first > 1, "the test needs several segments");
@@ -153,17 +156,18 @@ fn truncate_at_every_offset_of_tail(config: LogConfig) {
             &config,
             &all[..complete as usize],
             &format!("cut at {cut}"),
-        );
+        )
+        .await;
     }
 }
 
-fn zero_tail_from_sector_boundaries(config: LogConfig) {
+async fn zero_tail_from_sector_boundaries(config: LogConfig) {
     let original = tempfile::tempdir().unwrap();
     let config = LogConfig {
         segment_size: 64 * 1024,
         ..config
     };
-    let all = build_log(original.path(), &config, 300);
+    let all = build_log(original.path(), &config, 300).await;
     let segment_name = segment_file_name(1);
     let data_end = record_offset(1, 301);
 
@@ -178,15 +182,15 @@ fn zero_tail_from_sector_boundaries(config: LogConfig) {
             let complete = (zero_from - SEGMENT_HEADER_LEN as u64) / RECORD_LEN;
             let context = format!("zeroed from {zero_from} ({boundary}-byte boundary)");
             assert!(verify_outcome(dir.path()).opens(), "{context}: verify");
-            assert_recovers_to(dir.path(), &config, &all[..complete as usize], &context);
+            assert_recovers_to(dir.path(), &config, &all[..complete as usize], &context).await;
             zero_from += boundary;
         }
     }
 }
 
-fn flipped_byte_in_last_record_is_cut(config: LogConfig) {
+async fn flipped_byte_in_last_record_is_cut(config: LogConfig) {
     let original = tempfile::tempdir().unwrap();
-    let all = build_log(original.path(), &config, 100);
+    let all = build_log(original.path(), &config, 100).await;
     let last_segment = segment_paths(original.path()).pop().unwrap();
     let first = first_index_of(&last_segment);
     let start = record_offset(first, 100);
@@ -202,13 +206,13 @@ fn flipped_byte_in_last_record_is_cut(config: LogConfig) {
             matches!(verify_outcome(dir.path()), VerifyOutcome::TornTail { offset: o, .. } if o == start),
             "{context}: verify should report a torn tail at {start}"
         );
-        assert_recovers_to(dir.path(), &config, &all[..99], &context);
+        assert_recovers_to(dir.path(), &config, &all[..99], &context).await;
     }
 }
 
-fn flipped_byte_in_middle_record_is_rejected(config: LogConfig) {
+async fn flipped_byte_in_middle_record_is_rejected(config: LogConfig) {
     let original = tempfile::tempdir().unwrap();
-    let all = build_log(original.path(), &config, 200);
+    let all = build_log(original.path(), &config, 200).await;
     let segments = segment_paths(original.path());
     let last_first = first_index_of(segments.last().unwrap());
 
@@ -222,7 +226,7 @@ fn flipped_byte_in_middle_record_is_rejected(config: LogConfig) {
             flip_byte(&segment, offset + byte);
 
             let context = format!("flip at byte {byte} of record {index}");
-            expect_corrupt(dir.path(), &config, &segment, offset, &context);
+            expect_corrupt(dir.path(), &config, &segment, offset, &context).await;
             match verify_outcome(dir.path()) {
                 VerifyOutcome::Corrupt {
                     path, offset: got, ..
@@ -242,7 +246,8 @@ fn flipped_byte_in_middle_record_is_rejected(config: LogConfig) {
                 &repair,
                 &all[..(index - 1) as usize],
                 &format!("{context}, repaired"),
-            );
+            )
+            .await;
             assert_eq!(
                 verify_outcome(dir.path()),
                 VerifyOutcome::Healthy,
@@ -252,9 +257,9 @@ fn flipped_byte_in_middle_record_is_rejected(config: LogConfig) {
     }
 }
 
-fn torn_tail_of_earlier_segment_is_rejected(config: LogConfig) {
+async fn torn_tail_of_earlier_segment_is_rejected(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), &config, 200);
+    build_log(dir.path(), &config, 200).await;
     let first_segment = dir.path().join(segment_file_name(1));
     let second_first = first_index_of(&segment_paths(dir.path())[1]);
     let last_record = record_offset(1, second_first - 1);
@@ -265,15 +270,16 @@ fn torn_tail_of_earlier_segment_is_rejected(config: LogConfig) {
         &first_segment,
         last_record,
         "torn end of first segment",
-    );
+    )
+    .await;
 }
 
-fn damaged_segment_header_is_rejected(config: LogConfig) {
+async fn damaged_segment_header_is_rejected(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), &config, 200);
+    build_log(dir.path(), &config, 200).await;
     let second = segment_paths(dir.path())[1].clone();
     flip_byte(&second, 18);
-    expect_corrupt(dir.path(), &config, &second, 0, "damaged header");
+    expect_corrupt(dir.path(), &config, &second, 0, "damaged header").await;
 }
 
 /// Finds the last four payload bytes that make the record CRC of (`index`, `term`, payload)
@@ -321,14 +327,14 @@ fn force_crc(index: u64, term: u64, payload: &mut [u8], target: u32) {
     assert_eq!(crc_with(solution, payload), target, "CRC forcing failed");
 }
 
-fn record_with_zero_crc_reads_back(config: LogConfig) {
+async fn record_with_zero_crc_reads_back(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), &config);
+    let mut log = open(dir.path(), &config).await;
     let mut all = entries(1, 5, 1, PAYLOAD_LEN);
     let mut zero = entry(6, 1, PAYLOAD_LEN);
     force_crc(6, 1, &mut zero.payload, 0);
     all.push(zero);
-    run(log.append(&all)).unwrap();
+    log.append(&all).await.unwrap();
 
     let segment = dir.path().join(segment_file_name(1));
     let bytes = fs::read(&segment).unwrap();
@@ -338,21 +344,21 @@ fn record_with_zero_crc_reads_back(config: LogConfig) {
         &[0, 0, 0, 0],
         "stored CRC must be zero"
     );
-    assert_log_matches(&log, &all);
+    assert_log_matches(&log, &all).await;
     drop(log);
 
     // As the last record and then as a middle record.
-    assert_recovers_to(dir.path(), &config, &all, "zero CRC as last record");
-    let log = open(dir.path(), &config);
+    assert_recovers_to(dir.path(), &config, &all, "zero CRC as last record").await;
+    let log = open(dir.path(), &config).await;
     assert_eq!(log.last_index(), 7);
-    assert_eq!(run(log.read(6)).unwrap().as_ref(), Some(&all[5]));
+    assert_eq!(log.read(6).await.unwrap().as_ref(), Some(&all[5]));
     assert_eq!(verify_outcome(dir.path()), VerifyOutcome::Healthy);
 }
 
 /// States a crash can leave while `truncate_suffix` removes segments newest first.
-fn torn_multi_segment_truncation(config: LogConfig) {
+async fn torn_multi_segment_truncation(config: LogConfig) {
     let original = tempfile::tempdir().unwrap();
-    let all = build_log(original.path(), &config, 300);
+    let all = build_log(original.path(), &config, 300).await;
     let segments = segment_paths(original.path());
     assert!(segments.len() >= 4, "the test needs four or more segments");
     let from = first_index_of(&segments[1]) + 3;
@@ -369,14 +375,15 @@ fn torn_multi_segment_truncation(config: LogConfig) {
         assert!(remaining_last < next_first);
 
         let context = format!("crash after removing {removed} segment(s)");
-        let mut log =
-            run(open_log(dir.path(), &config)).unwrap_or_else(|e| panic!("{context}: {e}"));
-        assert_log_matches(&log, &all[..(next_first - 1) as usize]);
+        let mut log = open_log(dir.path(), &config)
+            .await
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_log_matches(&log, &all[..(next_first - 1) as usize]).await;
 
         // Raft repeats the truncation after the restart.
-        run(log.truncate_suffix(from)).unwrap();
+        log.truncate_suffix(from).await.unwrap();
         drop(log);
-        assert_recovers_to(dir.path(), &config, &all[..(from - 1) as usize], &context);
+        assert_recovers_to(dir.path(), &config, &all[..(from - 1) as usize], &context).await;
     }
 
     // Removing in the wrong order would leave a gap, which recovery must reject.
@@ -384,12 +391,12 @@ fn torn_multi_segment_truncation(config: LogConfig) {
     copy_dir(original.path(), dir.path());
     fs::remove_file(dir.path().join(segments[2].file_name().unwrap())).unwrap();
     let after_gap = dir.path().join(segments[3].file_name().unwrap());
-    expect_corrupt(dir.path(), &config, &after_gap, 0, "gap between segments");
+    expect_corrupt(dir.path(), &config, &after_gap, 0, "gap between segments").await;
 }
 
-fn recovery_is_idempotent(config: LogConfig) {
+async fn recovery_is_idempotent(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let all = build_log(dir.path(), &config, 100);
+    let all = build_log(dir.path(), &config, 100).await;
     let last_segment = segment_paths(dir.path()).pop().unwrap();
     let first = first_index_of(&last_segment);
     let torn_at = record_offset(first, 100) + 17;
@@ -397,40 +404,40 @@ fn recovery_is_idempotent(config: LogConfig) {
     flip_byte(&last_segment, torn_at + 3);
 
     for attempt in 0..3 {
-        let log = run(open_log(dir.path(), &config)).unwrap();
+        let log = open_log(dir.path(), &config).await.unwrap();
         assert_eq!(log.last_index(), 99, "open {attempt}");
-        assert_log_matches(&log, &all[..99]);
+        assert_log_matches(&log, &all[..99]).await;
     }
     assert_eq!(verify_outcome(dir.path()), VerifyOutcome::Healthy);
 }
 
-fn segment_truncated_underneath_is_an_error(config: LogConfig) {
+async fn segment_truncated_underneath_is_an_error(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), &config, 50);
-    let log = open(dir.path(), &config);
+    build_log(dir.path(), &config, 50).await;
+    let log = open(dir.path(), &config).await;
     let segment = dir.path().join(segment_file_name(1));
     set_len(&segment, record_offset(1, 20));
 
-    let error = run(log.read(40)).unwrap_err();
+    let error = log.read(40).await.unwrap_err();
     assert!(
         matches!(error, StorageError::SegmentTruncated { .. }),
         "{error}"
     );
-    let error = run(log.read_range(10, 50, usize::MAX)).unwrap_err();
+    let error = log.read_range(10, 50, usize::MAX).await.unwrap_err();
     assert!(
         matches!(error, StorageError::SegmentTruncated { .. }),
         "{error}"
     );
     assert_eq!(
-        run(log.read(5)).unwrap().map(|e| e.index),
+        log.read(5).await.unwrap().map(|e| e.index),
         Some(5),
         "records before the cut stay readable"
     );
 }
 
-fn dump_prints_requested_entries(config: LogConfig) {
+async fn dump_prints_requested_entries(config: LogConfig) {
     let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), &config, 120);
+    build_log(dir.path(), &config, 120).await;
     let mut out = Vec::new();
     let printed = tool::dump(dir.path(), Some(70), Some(20), &mut out).unwrap();
     assert_eq!(printed, 20);
@@ -448,14 +455,25 @@ fn dump_prints_requested_entries(config: LogConfig) {
     assert_eq!(tool::dump(dir.path(), None, None, &mut all).unwrap(), 120);
 }
 
+macro_rules! backend_suite {
+    ($module:ident, $backend:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    let config = super::small_config($backend);
+                    super::run(config.backend, super::$case(config));
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! disk_backends {
     ($($case:ident),* $(,)?) => {
-        mod mmap {
-            $( #[test] fn $case() { super::$case(super::small_config(ringraft_storage::Backend::Mmap)); } )*
-        }
-        mod file {
-            $( #[test] fn $case() { super::$case(super::small_config(ringraft_storage::Backend::File)); } )*
-        }
+        backend_suite!(mmap, ringraft_storage::Backend::Mmap, [$($case),*]);
+        backend_suite!(file, ringraft_storage::Backend::File, [$($case),*]);
+        backend_suite!(dma, ringraft_storage::Backend::Dma, [$($case),*]);
     };
 }
 

@@ -10,9 +10,23 @@ use rand::{Rng, SeedableRng};
 use ringraft_storage::{open_log, Backend, Entry, Log, LogConfig, LogStore, SyncPolicy};
 
 /// Runs a storage future to completion. The mmap, file and memory backends never suspend, so
-/// a plain block_on is enough.
-pub fn run<F: Future>(future: F) -> F::Output {
-    futures_lite::future::block_on(future)
+/// a plain block_on is enough for them. The dma backend needs the io_uring reactor of a glommio
+/// executor, so its cases run on a fresh `LocalExecutor` on the test thread.
+///
+/// NOTE: glommio 0.9 can park forever when its preemption timer fires before it has run a
+/// runnable task queue (`run_task_queues` returns false after a preemption, and the executor
+/// parks with no wakeup pending). Test bodies do long synchronous file work between awaits, so
+/// under load they hit this. The one-hour timer keeps the tests away from preemption.
+pub fn run<F: Future>(backend: Backend, future: F) -> F::Output {
+    if backend == Backend::Dma {
+        glommio::LocalExecutorBuilder::default()
+            .preempt_timer(std::time::Duration::from_secs(3600))
+            .make()
+            .expect("create a glommio executor for the dma backend")
+            .run(future)
+    } else {
+        futures_lite::future::block_on(future)
+    }
 }
 
 /// Configuration with small segments so tests cross segment boundaries quickly.
@@ -54,12 +68,14 @@ pub fn entries(first: u64, count: u64, term: u64, len: usize) -> Vec<Entry> {
         .collect()
 }
 
-pub fn open(dir: &Path, config: &LogConfig) -> Log {
-    run(open_log(dir, config)).unwrap_or_else(|e| panic!("open {} failed: {e}", dir.display()))
+pub async fn open(dir: &Path, config: &LogConfig) -> Log {
+    open_log(dir, config)
+        .await
+        .unwrap_or_else(|e| panic!("open {} failed: {e}", dir.display()))
 }
 
 /// Checks that `log` contains exactly `expected`, through every read path.
-pub fn assert_log_matches(log: &Log, expected: &[Entry]) {
+pub async fn assert_log_matches(log: &Log, expected: &[Entry]) {
     let Some(first) = expected.first() else {
         assert_eq!(
             log.last_index() + 1,
@@ -80,10 +96,13 @@ pub fn assert_log_matches(log: &Log, expected: &[Entry]) {
             "term({})",
             entry.index
         );
-        let read = run(log.read(entry.index)).unwrap();
+        let read = log.read(entry.index).await.unwrap();
         assert_eq!(read.as_ref(), Some(entry), "read({})", entry.index);
     }
-    let all = run(log.read_range(first.index, last.index + 1, usize::MAX)).unwrap();
+    let all = log
+        .read_range(first.index, last.index + 1, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(all.len(), expected.len(), "read_range length");
     assert!(all == expected, "read_range content differs");
 }
