@@ -932,7 +932,7 @@ impl SessionDriver {
             return;
         };
         let limit = self.shared.args.failover_timeout;
-        warn!(
+        info!(
             session = self.index,
             node = conn.node,
             addr = %conn.addr,

@@ -191,11 +191,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Formats a duration the way [`parse_duration`] reads it back.
 pub fn format_duration(duration: Duration) -> String {
-    let ms = duration.as_secs_f64() * 1000.0;
-    if ms.fract() == 0.0 && ms < 1000.0 {
+    // Whole milliseconds print exactly: a duration computed in floating point elsewhere (a
+    // replayed log's pause, say) must not show as 2.5460000000000003s.
+    let nanos = duration.as_nanos();
+    if nanos % 1_000_000 != 0 {
+        return format!("{}s", duration.as_secs_f64());
+    }
+    let ms = duration.as_millis();
+    if ms < 1000 {
         format!("{ms}ms")
     } else {
-        format!("{}s", duration.as_secs_f64())
+        format!("{}s", ms as f64 / 1000.0)
     }
 }
 
@@ -231,6 +237,16 @@ impl<'de> Deserialize<'de> for FaultSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_exactly() {
+        assert_eq!(format_duration(Duration::from_millis(2546)), "2.546s");
+        assert_eq!(format_duration(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(format_duration(Duration::from_millis(190)), "190ms");
+        let spec: FaultSpec = "pause:leader@190ms+2546ms".parse().unwrap();
+        assert_eq!(spec.to_string(), "pause:leader@190ms+2.546s");
+    }
 
     #[test]
     fn parses_pause_with_duration() {
