@@ -105,9 +105,10 @@ impl DmaSegment {
 /// Checks that the file system of `dir` performs O_DIRECT I/O, by its type and by opening
 /// `LOCK` with O_DIRECT.
 ///
-/// tmpfs accepts O_DIRECT opens since Linux 6.6 but still serves them from the page cache, and
-/// glommio 0.9 then disables direct I/O for the file without an error, so tmpfs is rejected by
-/// type. Other file systems without support (ramfs, some overlay setups) fail the open.
+/// tmpfs accepts O_DIRECT opens on recent kernels (seen on Linux 6.18) but serves them from the
+/// page cache, and glommio 0.9 then disables direct I/O for the file without an error, so tmpfs
+/// is rejected by type. Other file systems without support (ramfs, some overlay setups) fail
+/// the open.
 fn check_direct_io(dir: &Path) -> Result<(), StorageError> {
     let unsupported = |source: io::Error| {
         tracing::error!(dir = %dir.display(), error = %source, "file system has no O_DIRECT support");
@@ -290,8 +291,8 @@ impl SegmentFile for DmaSegment {
             .await
             .map_err(|e| StorageError::io_at("write segment", &self.path, start, e.into()))?;
         if written < padded_len {
-            // NOTE: a short O_DIRECT write (a full disk, usually) is not retried; the caller
-            // poisons the log and recovery on the next open finds what reached the disk.
+            // NOTE: a short O_DIRECT write (a full disk, usually) is not retried. The caller
+            // poisons the log, and recovery on the next open finds what reached the disk.
             return Err(StorageError::io_at(
                 "write segment",
                 &self.path,
