@@ -87,3 +87,27 @@ fn external_cluster_rejects_faults() {
     assert!(stderr.contains("pause:leader@1s+1s"), "{stderr}");
     assert_no_server_started(&out);
 }
+
+#[test]
+fn unknown_storage_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = bench(&["--storage", "bogus"], &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("storage 'bogus'"), "{stderr}");
+    assert_no_server_started(&out);
+}
+
+#[test]
+fn invalid_fsync_policy_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = bench(&["--fsync", "interval:soon"], &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("fsync 'interval:soon'"), "{stderr}");
+    assert_no_server_started(&out);
+}

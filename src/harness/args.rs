@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub server_bin: Option<PathBuf>,
 
-    /// Storage backend of the servers: memory, mmap or file.
+    /// Storage backend of the servers: memory, mmap, file or dma (O_DIRECT through io_uring).
     #[arg(long, value_name = "BACKEND")]
     pub storage: Option<String>,
 

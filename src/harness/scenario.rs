@@ -357,6 +357,22 @@ fn validate(resolved: &ResolvedScenario) -> Result<(), ScenarioError> {
         )));
     }
 
+    // Check the values passed through to the servers here, so a typo fails before any
+    // process starts instead of as a server that exits at once.
+    if let Err(e) = scenario.server.storage.parse::<ringraft_storage::Backend>() {
+        return Err(invalid(format!(
+            "storage '{}': {e}",
+            scenario.server.storage
+        )));
+    }
+    if let Err(e) = scenario
+        .server
+        .fsync
+        .parse::<ringraft_storage::SyncPolicy>()
+    {
+        return Err(invalid(format!("fsync '{}': {e}", scenario.server.fsync)));
+    }
+
     for fault in &scenario.faults {
         if fault.start >= scenario.duration {
             return Err(invalid(format!(

@@ -29,7 +29,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
 
-    /// Log storage backend: memory (no durability), mmap or file.
+    /// Log storage backend: memory (no durability), mmap, file or dma (O_DIRECT through
+    /// io_uring; needs a file system that supports O_DIRECT).
     #[arg(long, default_value = "mmap")]
     pub storage: Backend,
 

@@ -67,6 +67,9 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         None => Placement::Unbound,
     };
     let name = format!("ringraft-node-{}", config.id);
+    // NOTE: glommio 0.9 can park an executor that still has a runnable task queue when its
+    // preemption flag is already set (fixed upstream after 0.9). It hung a storage test under
+    // load; no server run has shown it, and the default preemption timer is kept.
     let handle = LocalExecutorBuilder::new(placement)
         .name(&name)
         // Parking after a short spin keeps the tail latency of a lone request low without
