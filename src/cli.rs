@@ -125,7 +125,7 @@ pub enum LogCommand {
         /// First index to print (default: the first in the log).
         #[arg(long)]
         from: Option<u64>,
-        /// Most entries to print.
+        /// Maximum number of entries to print.
         #[arg(long, default_value_t = 100)]
         count: u64,
     },

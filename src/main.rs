@@ -29,7 +29,7 @@ enum Command {
     Server(ringraft::server::ServerArgs),
     /// Drive an existing cluster with the session workload and record latencies.
     Load(Box<cli::LoadArgs>),
-    /// Show each member's role, term, commit and applied index and the leader it knows.
+    /// Show each member's role, term, commit and applied index and the leader it reports.
     Status(cli::StatusArgs),
     /// Verify or dump a log directory.
     #[command(subcommand)]

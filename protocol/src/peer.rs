@@ -35,7 +35,7 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
-    /// The term carried by the message, if it carries one.
+    /// Returns the term the message carries, if it has one.
     pub fn term(&self) -> Option<Term> {
         match self {
             PeerMessage::PollRequest(m) => Some(m.term),

@@ -141,7 +141,7 @@ fn write(path: &Path, text: &str) -> Result<(), ReplayRunError> {
     })
 }
 
-/// The log's figures next to the run's, as JSON.
+/// Builds the comparison of the log's figures with the run's, as JSON.
 pub fn compare(plan: &ReplayPlan, summary: &Value, out: &Path) -> Value {
     let log_latency = |request: &str| {
         plan.log_latency.get(request).map(|p| {
@@ -197,7 +197,7 @@ fn cell(value: &Value) -> String {
     }
 }
 
-/// The comparison as a Markdown table.
+/// Renders the comparison as a Markdown table.
 pub fn render_comparison(plan: &ReplayPlan, comparison: &Value) -> String {
     let log = &comparison["log"];
     let run = &comparison["ringraft"];

@@ -87,7 +87,7 @@ async fn ticker(inbox: Rc<LocalSender<Event>>) {
     }
 }
 
-/// Feed events to the core in batches and carry out what it asks for.
+/// Feed events to the core in batches and carry out the output it returns.
 async fn drive(
     mut node: Node,
     mut durable: Durable,
@@ -175,7 +175,7 @@ async fn apply_ready(
         // replicate entries before they are durable locally, because it counts itself in a
         // quorum only up to its own persisted index. Sending them first overlaps the leader's
         // sync with the followers' (commit latency falls by about one sync). Everything else
-        // waits: votes and poll answers depend on the hard state saved above, and a
+        // waits: votes and poll responses depend on the hard state saved above, and a
         // follower's acknowledgement must not leave before its entries are durable.
         let (early, late): (Vec<_>, Vec<_>) = messages
             .into_iter()
