@@ -194,7 +194,7 @@ pub fn format_duration(duration: Duration) -> String {
     // Whole milliseconds print exactly: a duration computed in floating point elsewhere (a
     // replayed log's pause, say) must not show as 2.5460000000000003s.
     let nanos = duration.as_nanos();
-    if nanos % 1_000_000 != 0 {
+    if !nanos.is_multiple_of(1_000_000) {
         return format!("{}s", duration.as_secs_f64());
     }
     let ms = duration.as_millis();

@@ -384,7 +384,7 @@ fn respond(
             counters.queries.fetch_add(1, Ordering::SeqCst);
             *queries += 1;
             if let Some(every) = shared.script.query_error_every {
-                if *queries % every == 0 {
+                if (*queries).is_multiple_of(every) {
                     counters.query_errors_sent.fetch_add(1, Ordering::SeqCst);
                     return Err(ClientErrorReply {
                         error: ClientError::InvalidRequest("scripted error".into()),
