@@ -39,6 +39,12 @@ pub struct ServerArgs {
     #[arg(long, default_value = "batch")]
     pub fsync: SyncPolicy,
 
+    /// Truncate the log at the first invalid record before its tail instead of refusing to
+    /// start. Every entry after that point is deleted, acknowledged ones included, so use it
+    /// only on a node whose peers still hold those entries.
+    #[arg(long)]
+    pub repair_log: bool,
+
     /// Log segment size in MiB.
     #[arg(long, default_value_t = 32)]
     pub segment_mib: u64,
@@ -113,6 +119,7 @@ pub struct ShardConfig {
     pub storage: Backend,
     pub fsync: SyncPolicy,
     pub segment_bytes: u64,
+    pub repair_log: bool,
     pub cluster_id: String,
     pub max_frame_bytes: usize,
     pub pin_cpu: Option<usize>,
@@ -201,6 +208,7 @@ impl ServerArgs {
             storage: self.storage,
             fsync: self.fsync,
             segment_bytes: self.segment_mib << 20,
+            repair_log: self.repair_log,
             cluster_id: self.cluster_id.clone(),
             max_frame_bytes: self.max_frame_bytes,
             pin_cpu: self.pin_cpu,

@@ -44,6 +44,7 @@ pub async fn recover(config: &ShardConfig) -> Result<Recovered, ServerError> {
         backend: config.storage,
         segment_size: config.segment_bytes,
         sync: config.fsync,
+        repair: config.repair_log,
         ..LogConfig::default()
     };
     let log = open_log(dir, &log_config)

@@ -33,7 +33,8 @@ pub enum StorageError {
     /// acknowledged entry is silently dropped.
     #[error(
         "corrupt log data in {path} at offset {offset}: {reason}; inspect it with \
-         `ringraft log verify`, or open with repair enabled to truncate the log at this offset"
+         `ringraft log verify`, or open with repair enabled (`ringraft server --repair-log`) \
+         to truncate the log at this offset"
     )]
     Corrupt {
         path: PathBuf,

@@ -53,6 +53,28 @@ impl Cluster {
         cluster
     }
 
+    /// Flags added to every server started from now on.
+    pub fn set_extra_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Wait for node `id` to exit by itself; returns its exit status.
+    pub fn wait_exit(
+        &mut self,
+        id: NodeId,
+        deadline: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        let child = self.children[id as usize - 1].as_mut()?;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn addr(&self, id: NodeId) -> String {
         format!("127.0.0.1:{}", self.ports[id as usize - 1])
     }
