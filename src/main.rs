@@ -1,8 +1,8 @@
 //! The `ringraft` command: server, load generator, benchmark harness and tools.
 //!
-//! `ringraft bench` with no arguments is the first thing to run: it starts a three-node
-//! cluster on 127.0.0.1, replays the seed Copycat workload with a 2.5 s leader pause in the
-//! middle, checks the history and writes a result directory under `results/`.
+//! `ringraft bench` with no arguments is the first thing to run. It starts a three-node
+//! cluster on 127.0.0.1 and replays the seed Copycat workload with a 2.5 s leader pause in the
+//! middle. Then it checks the history and writes a result directory under `results/`.
 
 use std::process::ExitCode;
 

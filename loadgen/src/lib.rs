@@ -27,4 +27,4 @@ pub use control::RunControl;
 pub use error::LoadError;
 pub use output::{LatencySummary, OpSummary, RunReport, SecondRow};
 pub use run::{run, LoadConfig};
-pub use status::{fetch_status, read_tags};
+pub use status::{fetch_status, read_tags, BlockingClient};

@@ -18,8 +18,8 @@ use ringraft_protocol::{
 use crate::connection::resolve;
 use crate::error::LoadError;
 
-/// A blocking client connection.
-struct BlockingClient {
+/// A blocking client connection, for tools and tests that send one request at a time.
+pub struct BlockingClient {
     stream: TcpStream,
     addr: String,
     node: NodeId,
@@ -27,7 +27,8 @@ struct BlockingClient {
 }
 
 impl BlockingClient {
-    fn connect(addr: &str, cluster_id: &str, timeout: Duration) -> Result<Self, LoadError> {
+    /// Connects to `addr` and completes the client handshake, each step within `timeout`.
+    pub fn connect(addr: &str, cluster_id: &str, timeout: Duration) -> Result<Self, LoadError> {
         let connect_error = |reason: String| LoadError::Connect {
             addr: addr.to_string(),
             reason,
@@ -118,8 +119,18 @@ impl BlockingClient {
         Ok(body)
     }
 
-    /// Send one request and wait for its reply.
-    fn call(
+    /// Returns the node id the member announced in its handshake reply.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Returns the socket, for tests that write raw bytes after the handshake.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Sends one request and waits for its reply.
+    pub fn call(
         &mut self,
         request: ClientRequest,
         timeout: Duration,

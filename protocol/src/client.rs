@@ -168,7 +168,7 @@ pub enum ClientError {
     SessionExpired { session: SessionId },
     /// The command sequence was already released by a keep-alive, so its result is gone.
     SequenceReleased { session: SessionId, sequence: u64 },
-    /// The server refused the request as malformed; the text says why.
+    /// The server refused the request as malformed; the text gives the reason.
     InvalidRequest(String),
     /// The server is shutting down or overloaded; nothing was done.
     Unavailable(String),
@@ -192,7 +192,7 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-/// What `ringraft status` shows for one server.
+/// Status of one server, as `ringraft status` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub id: NodeId,

@@ -198,7 +198,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Give back the stream. Bytes read ahead of the last frame are lost, so call this only
-    /// where the peer sends nothing more until it gets an answer (after a handshake).
+    /// where the peer sends nothing more until it gets a reply (after a handshake).
     pub fn into_inner(self) -> R {
         self.inner
     }
@@ -215,7 +215,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     Ok(())
 }
 
-/// Who opened a connection.
+/// Side that opened a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Dialer {
     /// Another server of the cluster.
@@ -231,7 +231,7 @@ pub struct Hello {
     pub dialer: Dialer,
 }
 
-/// The listener's answer to a [`Hello`].
+/// Reply of the listener to a [`Hello`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
     Accepted { node: NodeId },

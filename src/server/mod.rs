@@ -2,12 +2,12 @@
 //!
 //! Design: thread-per-core. A [`Shard`](shard) is one Raft group with its own log directory,
 //! listen address, peer links and core [`Node`](crate::raft::Node), owned by one glommio
-//! executor; nothing is shared between executors. This version runs one shard per process
+//! executor. Nothing is shared between executors. This version runs one shard per process
 //! (`ringraft server` starts a single executor), but no part of the runtime assumes there is
 //! only one: the clock, the network and the storage handles all live inside the shard.
 //!
 //! Inside a shard, every connection task and the ticker push [`Event`](shard::Event)s into one
-//! channel; a single driver task feeds them to the core in batches and then carries out the
+//! channel. A single driver task feeds them to the core in batches and then carries out the
 //! core's `Ready` in the order the core requires: the hard state is made durable first, then a
 //! leader's AppendRequests go out, then log truncation and appends are made durable (one sync
 //! for the whole batch: group commit), then every other message is sent. While a batch is

@@ -4,8 +4,9 @@
 //! receives on the connections its peers dialed. That keeps each link a plain queue (and lets
 //! a harness relay cut one direction of a link without touching the other).
 //!
-//! A malformed, oversized, truncated or wrong-version frame closes only that connection, with
-//! an error logged with the connection's id and address; the node keeps serving everyone else.
+//! A malformed, oversized, truncated or wrong-version frame closes only that connection, and
+//! the error is logged with the connection's id and address. The node keeps serving everyone
+//! else.
 //! Messages queued for a peer while its link is down are dropped: Raft retransmits what
 //! matters, and a stale backlog would only delay the current state.
 
@@ -310,7 +311,7 @@ impl Network {
     }
 }
 
-/// Why a writer stopped.
+/// Reason a writer stopped.
 enum WriterEnd {
     QueueClosed,
     WriteFailed,

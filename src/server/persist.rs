@@ -19,7 +19,7 @@ pub struct Durable {
     dir: String,
 }
 
-/// What a shard recovers on start.
+/// Durable state a shard recovers on start.
 pub struct Recovered {
     pub durable: Durable,
     pub hard_state: HardState,
@@ -58,7 +58,7 @@ pub async fn recover(config: &ShardConfig) -> Result<Recovered, ServerError> {
     };
 
     // NOTE: the whole log is decoded into memory because the core keeps it there until
-    // snapshots exist; a long-lived node's start-up time and memory grow with its log.
+    // snapshots exist. A long-lived node's start-up time and memory grow with its log.
     let mut entries = Vec::new();
     let (first, last) = (log.first_index(), log.last_index());
     let mut next = first;
@@ -128,7 +128,7 @@ impl Durable {
         self.meta.save(&stored).await.map_err(|e| self.error(e))
     }
 
-    /// Sync if the `interval:<ms>` policy's deadline has passed; the log has no timer of its
+    /// Syncs if the `interval:<ms>` policy's deadline has passed. The log has no timer of its
     /// own, so without this the last batch before an idle period would stay unsynced.
     pub async fn sync_if_due(&mut self) -> Result<(), ServerError> {
         match self.log.sync_deadline() {

@@ -5,17 +5,15 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use ringraft_loadgen::BlockingClient;
 use ringraft_protocol::{
-    decode_frame, decode_handshake_body, encode_frame, encode_handshake, ClientErrorReply,
-    ClientFrame, ClientRequest, ClientResponse, Dialer, Hello, HelloReply, NodeId, NodeStatus,
-    Role, ServerFrame, DEFAULT_MAX_FRAME,
+    ClientErrorReply, ClientRequest, ClientResponse, NodeId, NodeStatus, Role,
 };
 
 pub const CLUSTER_ID: &str = "ringraft-test";
@@ -150,105 +148,37 @@ impl Drop for Cluster {
     }
 }
 
-/// A blocking client of the session protocol, for tests.
+/// Time a test client waits for each reply.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A blocking client of the session protocol, for tests: the load generator's
+/// [`BlockingClient`] with the test cluster's id and `std::io` errors.
 pub struct TestClient {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    next_request_id: u64,
-    pub node: NodeId,
+    inner: BlockingClient,
 }
 
 impl TestClient {
     pub fn connect(addr: &str) -> std::io::Result<TestClient> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut client = TestClient {
-            stream,
-            buf: Vec::new(),
-            next_request_id: 1,
-            node: 0,
-        };
-        let mut hello = Vec::new();
-        encode_handshake(
-            &Hello {
-                cluster_id: CLUSTER_ID.into(),
-                dialer: Dialer::Client,
-            },
-            &mut hello,
-        )
-        .unwrap();
-        client.stream.write_all(&hello)?;
-        let body = client.read_raw_frame()?;
-        match decode_handshake_body::<HelloReply>(&body) {
-            Ok(HelloReply::Accepted { node }) => client.node = node,
-            other => {
-                return Err(std::io::Error::other(format!(
-                    "handshake failed: {other:?}"
-                )));
-            }
-        }
-        Ok(client)
+        let inner = BlockingClient::connect(addr, CLUSTER_ID, CLIENT_TIMEOUT)
+            .map_err(std::io::Error::other)?;
+        Ok(TestClient { inner })
     }
 
-    fn read_raw_frame(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len)?;
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body)?;
-        Ok(body)
-    }
-
-    /// Send one request and wait for its reply.
+    /// Sends one request and waits for its reply.
     pub fn call(
         &mut self,
         request: ClientRequest,
     ) -> std::io::Result<Result<ClientResponse, ClientErrorReply>> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        let mut out = Vec::new();
-        encode_frame(
-            &ClientFrame {
-                request_id,
-                request,
-            },
-            &mut out,
-        )
-        .unwrap();
-        self.stream.write_all(&out)?;
-        loop {
-            if let Some((frame, used)) = decode_frame::<ServerFrame>(&self.buf, DEFAULT_MAX_FRAME)
-                .map_err(std::io::Error::other)?
-            {
-                self.buf.drain(..used);
-                if frame.request_id == request_id {
-                    return Ok(frame.response);
-                }
-                continue;
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "server closed the connection",
-                ));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        self.inner
+            .call(request, CLIENT_TIMEOUT)
+            .map_err(std::io::Error::other)
     }
 
     pub fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
+        self.inner.stream_mut()
     }
 }
 
 pub fn status(addr: &str) -> std::io::Result<NodeStatus> {
-    let mut client = TestClient::connect(addr)?;
-    match client.call(ClientRequest::Status)? {
-        Ok(ClientResponse::Status(status)) => Ok(status),
-        other => Err(std::io::Error::other(format!(
-            "unexpected status reply {other:?}"
-        ))),
-    }
+    ringraft_loadgen::fetch_status(addr, CLUSTER_ID, CLIENT_TIMEOUT).map_err(std::io::Error::other)
 }
