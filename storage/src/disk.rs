@@ -33,6 +33,7 @@ use std::time::Instant;
 use crate::io::SegmentFile;
 use crate::record::{self, MAX_PAYLOAD_LEN};
 use crate::segment::{self, RecordLoc, Tail, SEGMENT_HEADER_LEN};
+use crate::stats;
 use crate::{Entry, LogConfig, StorageError, SyncPolicy};
 
 /// Name of the lock file that keeps two processes from opening one log directory.
@@ -107,6 +108,7 @@ impl<F: SegmentFile> Segment<F> {
             return Ok(());
         }
         self.file.write_at(self.write_end, data).await?;
+        stats::count_bytes_written(data.len());
         self.dirty_from.get_or_insert(self.write_end);
         self.write_end += data.len() as u64;
         Ok(())
@@ -115,6 +117,7 @@ impl<F: SegmentFile> Segment<F> {
     async fn sync(&mut self) -> Result<(), StorageError> {
         if let Some(from) = self.dirty_from {
             self.file.sync_range(from, self.write_end - from).await?;
+            stats::count_data_sync();
             self.dirty_from = None;
         }
         Ok(())
@@ -163,6 +166,7 @@ impl<F: SegmentFile> SegmentedLog<F> {
         let last = log.segments.len() - 1;
         let end = log.segments[last].write_end;
         log.segments[last].file.sync_range(0, end).await?;
+        stats::count_data_sync();
         log.durable_index = log.last_index();
 
         tracing::info!(
@@ -742,6 +746,7 @@ fn restore_preallocation(path: &Path, segment_size: u64) -> Result<(), StorageEr
         segment::preallocate(&file, path, segment_size)?;
         file.sync_all()
             .map_err(|e| StorageError::io("fsync segment", path, e))?;
+        stats::count_metadata_sync();
     }
     Ok(())
 }

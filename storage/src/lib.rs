@@ -36,8 +36,10 @@ mod error;
 mod io;
 mod memory;
 mod meta;
+pub mod probe;
 pub mod record;
 pub mod segment;
+pub mod stats;
 pub mod tool;
 
 use std::path::Path;
@@ -50,10 +52,11 @@ pub use config::{
 pub use disk::LOCK_FILE_NAME;
 pub use error::StorageError;
 pub use meta::{HardState, MetaStore, HARD_STATE_FILE_NAME};
+pub use stats::{io_counters, IoCounters};
 
 use disk::SegmentedLog;
 use dma::DmaSegment;
-use io::{FileSegment, MmapSegment};
+use io::{FileSegment, MmapSegment, SegmentFile};
 use memory::MemoryLog;
 
 /// One Raft log entry. The payload is opaque to the storage layer.
@@ -145,6 +148,39 @@ pub async fn open_log(dir: &Path, config: &LogConfig) -> Result<Log, StorageErro
         Backend::Dma => Inner::Dma(SegmentedLog::open(dir, config).await?),
     };
     Ok(Log { inner })
+}
+
+/// Checks that logs of `backend` can live under `dir` (an existing directory) without opening
+/// one: today that means a file system that performs O_DIRECT for `dma`; the other backends
+/// accept any directory.
+///
+/// Tools call this before they start anything that would fail later on the same check, such as
+/// the server processes of a bench run. The check runs in a scratch subdirectory that it
+/// removes again, so `dir` itself is left as it was.
+pub fn check_backend_dir(backend: Backend, dir: &Path) -> Result<(), StorageError> {
+    let scratch = dir.join(format!(".ringraft-check-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| StorageError::io("create check directory", &scratch, e))?;
+    let result = std::fs::File::create(scratch.join(LOCK_FILE_NAME))
+        .map_err(|e| StorageError::io("create check file in", &scratch, e))
+        .and_then(|_| match backend {
+            Backend::Memory => Ok(()),
+            Backend::Mmap => MmapSegment::check_dir(&scratch),
+            Backend::File => FileSegment::check_dir(&scratch),
+            Backend::Dma => DmaSegment::check_dir(&scratch),
+        });
+    if let Err(error) = std::fs::remove_dir_all(&scratch) {
+        tracing::warn!(path = %scratch.display(), %error, "failed to remove check directory");
+    }
+
+    // The error names the directory the caller gave, not the scratch directory.
+    result.map_err(|error| match error {
+        StorageError::DirectIoUnsupported { source, .. } => StorageError::DirectIoUnsupported {
+            path: dir.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
 }
 
 /// Calls the same method on whichever disk backend `inner` holds, or `$memory` for memory.

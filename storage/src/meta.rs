@@ -24,7 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{segment, Backend, StorageError};
+use crate::{segment, stats, Backend, StorageError};
 
 /// File name of the hard state inside the data directory.
 pub const HARD_STATE_FILE_NAME: &str = "hardstate";
@@ -107,6 +107,7 @@ impl MetaStore {
             segment::preallocate(&file, &path, 2 * SLOT_SIZE)?;
             file.sync_all()
                 .map_err(|e| StorageError::io("fsync hard state", &path, e))?;
+            stats::count_metadata_sync();
             segment::sync_dir(dir)?;
         }
 
@@ -154,6 +155,7 @@ impl MetaStore {
             disk.file
                 .sync_data()
                 .map_err(|e| StorageError::io_at("fdatasync hard state", &disk.path, offset, e))?;
+            stats::count_metadata_sync();
             disk.sequence = sequence;
         }
         self.state = *state;

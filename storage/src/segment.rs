@@ -28,7 +28,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::record::{self, RecordProblem, RECORD_HEADER_LEN};
-use crate::StorageError;
+use crate::{stats, StorageError};
 
 /// Magic bytes at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RRLOGSEG";
@@ -133,7 +133,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let handle = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
     handle
         .sync_all()
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
+        .map_err(|e| StorageError::io("fsync directory", dir, e))?;
+    stats::count_metadata_sync();
+    Ok(())
 }
 
 /// Preallocates `len` bytes of `file`, so that a full disk fails here with ENOSPC instead of
@@ -176,6 +178,7 @@ pub fn create_segment(dir: &Path, first_index: u64, size: u64) -> Result<PathBuf
         .map_err(|e| StorageError::io_at("write segment header", &temp, 0, e))?;
     file.sync_all()
         .map_err(|e| StorageError::io("fsync new segment", &temp, e))?;
+    stats::count_metadata_sync();
     drop(file);
 
     fs::rename(&temp, &path).map_err(|e| StorageError::io("rename new segment", &temp, e))?;
@@ -202,7 +205,9 @@ pub fn cut_segment(file: &File, path: &Path, offset: u64, size: u64) -> Result<(
         .map_err(|e| StorageError::io_at("truncate segment", path, offset, e))?;
     preallocate(file, path, size)?;
     file.sync_all()
-        .map_err(|e| StorageError::io_at("fsync cut segment", path, offset, e))
+        .map_err(|e| StorageError::io_at("fsync cut segment", path, offset, e))?;
+    stats::count_metadata_sync();
+    Ok(())
 }
 
 /// Location of one valid record inside a segment.
