@@ -209,4 +209,22 @@ pub struct NodeStatus {
     pub expired_sessions: u64,
     /// Elections this server has started (pre-votes that reached a majority) since it started.
     pub elections_started: u64,
+    /// The server process's storage and its counters. Filled in by the server runtime; the
+    /// consensus core, which does no I/O, leaves it at the default.
+    pub storage: StorageStatus,
+}
+
+/// Storage of one server process and the durable I/O it has issued since the process started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Backend name as given to `--storage` (memory, mmap, file or dma).
+    pub backend: String,
+    /// Fsync policy as given to `--fsync`.
+    pub fsync: String,
+    /// fdatasync or msync calls that made log data durable.
+    pub data_syncs: u64,
+    /// Other fsync calls: segment creation and truncation, directories, the term/vote file.
+    pub metadata_syncs: u64,
+    /// Bytes of log records written, before padding or page-sized writeback.
+    pub log_bytes_written: u64,
 }

@@ -35,7 +35,7 @@ pub type LogIndex = u64;
 pub type SessionId = u64;
 
 /// Version of the frame format and message set. A node rejects a handshake with another value.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A voting member of the cluster and the address it listens on (peers and clients alike).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -345,6 +345,7 @@ mod tests {
             open_sessions: 0,
             expired_sessions: expired,
             elections_started: 0,
+            storage: Default::default(),
         }
     }
 

@@ -37,7 +37,7 @@ use rand::{Rng, SeedableRng};
 use ringraft_protocol::{
     ClientError, ClientErrorReply, ClientRequest, ClientResponse, Consistency, EntryPayload,
     LogEntry, LogIndex, Member, NodeId, NodeStatus, PeerEnvelope, PeerMessage, Query, Role,
-    SessionId, Term,
+    SessionId, StorageStatus, Term,
 };
 
 use crate::state_machine::StateMachine;
@@ -442,6 +442,7 @@ impl Node {
             open_sessions: self.state_machine.open_sessions(),
             expired_sessions: self.state_machine.expired_total(),
             elections_started: self.elections_started,
+            storage: StorageStatus::default(),
         }
     }
 

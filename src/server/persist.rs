@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use ringraft_protocol::{decode_value, encode_value, EntryPayload, LogEntry};
+use ringraft_protocol::{decode_value, encode_value, EntryPayload, LogEntry, StorageStatus};
 use ringraft_storage::{open_log, Entry, Log, LogConfig, LogStore, MetaStore};
 
 use super::args::ShardConfig;
@@ -17,6 +17,7 @@ pub struct Durable {
     log: Log,
     meta: MetaStore,
     dir: String,
+    fsync: String,
 }
 
 /// Durable state a shard recovers on start.
@@ -81,6 +82,7 @@ pub async fn recover(config: &ShardConfig) -> Result<Recovered, ServerError> {
             log,
             meta,
             dir: dir.display().to_string(),
+            fsync: config.fsync.to_string(),
         },
         hard_state,
         entries,
@@ -113,6 +115,18 @@ fn encode_entry(entry: &LogEntry) -> Entry {
 }
 
 impl Durable {
+    /// The backend and the storage crate's process-wide I/O counters, for `Status` replies.
+    pub fn storage_status(&self) -> StorageStatus {
+        let counters = ringraft_storage::io_counters();
+        StorageStatus {
+            backend: self.log.backend().to_string(),
+            fsync: self.fsync.clone(),
+            data_syncs: counters.data_syncs,
+            metadata_syncs: counters.metadata_syncs,
+            log_bytes_written: counters.bytes_written,
+        }
+    }
+
     fn error(&self, source: ringraft_storage::StorageError) -> ServerError {
         ServerError::Storage {
             dir: self.dir.clone(),

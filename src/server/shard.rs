@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_lite::future::poll_once;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpListener;
-use ringraft_protocol::{ClientRequest, NodeId, PeerMessage};
+use ringraft_protocol::{ClientRequest, ClientResponse, NodeId, PeerMessage};
 use tracing::{error, info, warn};
 
 use super::args::ShardConfig;
@@ -161,7 +161,10 @@ async fn apply_ready(
         }
 
         // Replies depend only on applied state, so they need not wait for this batch's sync.
-        for (client, response) in replies {
+        for (client, mut response) in replies {
+            if let Ok(ClientResponse::Status(status)) = &mut response {
+                status.storage = durable.storage_status();
+            }
             network.reply(client, response);
         }
 

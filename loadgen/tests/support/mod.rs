@@ -410,6 +410,7 @@ fn respond(
             open_sessions: state.last_sequence.len() as u64,
             expired_sessions: 0,
             elections_started: 1,
+            storage: Default::default(),
         })),
         ClientRequest::Connect { .. } => Ok(ClientResponse::Connect { leader, members }),
     }

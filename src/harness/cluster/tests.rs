@@ -240,6 +240,7 @@ fn agreed_leader_needs_majority() {
         open_sessions: 0,
         expired_sessions: 0,
         elections_started: 0,
+        storage: Default::default(),
     };
     let lone = [status(1, Role::Leader, 2, Some(1))];
     assert_eq!(agreed_leader(&lone, 3), None);
