@@ -312,7 +312,11 @@ fn apply_flags(scenario: &mut Scenario, args: &BenchArgs) -> Result<(), Scenario
         workload.remove("rate");
     }
     if let Some(seed) = args.seed {
-        workload.insert("seed".into(), toml::Value::Integer(seed as i64));
+        // TOML integers are signed; larger seeds travel as strings, which the workload accepts.
+        let value = i64::try_from(seed)
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(seed.to_string()));
+        workload.insert("seed".into(), value);
     }
     for text in &args.workload_overrides {
         let (key, value) = text
