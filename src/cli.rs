@@ -250,3 +250,37 @@ pub fn bench(args: ringraft::harness::BenchArgs) -> ExitCode {
     init_tracing("warn");
     ringraft::harness::main(args)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct DiskProbeArgs {
+    /// Directory on the disk to measure: where the servers' --data-dir would be. It must exist;
+    /// the probe writes up to about 1 GiB there and removes it again.
+    pub dir: PathBuf,
+    /// Time limit of each of the two measurements, like 3s or 500ms.
+    #[arg(long, default_value = "3s", value_parser = ringraft::harness::faults::parse_duration)]
+    pub duration: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn disk_probe(args: DiskProbeArgs) -> ExitCode {
+    init_tracing("warn");
+    let config = ringraft_storage::probe::ProbeConfig {
+        duration: args.duration,
+        ..ringraft_storage::probe::ProbeConfig::default()
+    };
+    let report = match ringraft_storage::probe::probe(&args.dir, &config) {
+        Ok(report) => report,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot encode the probe report as JSON: {e}")),
+        }
+    } else {
+        print!("{}", report.render_text());
+    }
+    ExitCode::SUCCESS
+}

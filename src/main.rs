@@ -36,6 +36,8 @@ enum Command {
     Log(cli::LogCommand),
     /// Analyse a Copycat server log (and optionally run its workload and failover on ringraft).
     Replay(Box<cli::ReplayArgs>),
+    /// Measure a directory's disk: fdatasync rate for small writes and O_DIRECT bandwidth.
+    DiskProbe(cli::DiskProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +49,6 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status(args),
         Command::Log(command) => cli::log(command),
         Command::Replay(args) => cli::replay(*args),
+        Command::DiskProbe(args) => cli::disk_probe(args),
     }
 }

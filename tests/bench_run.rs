@@ -106,6 +106,27 @@ fn short_run_with_pause_and_kill() {
     assert!(kill["node"].as_u64().is_some(), "{kill}");
     assert_ne!(kill["node"], kill["leader"], "a follower is killed");
 
+    // The restarted follower's counters started again from zero, so it is left out of the
+    // resource totals, and the report says so.
+    let resources = &summary["resources"];
+    let counted = resources["nodes_counted"]
+        .as_array()
+        .expect("nodes_counted");
+    assert_eq!(counted.len(), 2, "{resources}");
+    assert!(!counted.contains(&kill["node"]), "{resources}");
+    let left_out = resources["nodes_left_out"][0].as_str().unwrap_or_default();
+    assert!(left_out.contains("restarted"), "{resources}");
+    assert_eq!(resources["backend"], "mmap");
+    assert!(
+        resources["committed_entries"].as_u64().unwrap() > 0,
+        "{resources}"
+    );
+    assert!(resources["data_syncs"].as_u64().unwrap() > 0, "{resources}");
+    assert!(
+        resources["server_cpu_s"].as_f64().unwrap() > 0.0,
+        "{resources}"
+    );
+
     for file in [
         "summary.md",
         "latency.svg",

@@ -56,6 +56,17 @@ pub struct BenchArgs {
     #[arg(long, value_name = "BACKEND")]
     pub storage: Option<String>,
 
+    /// Run the scenario once per storage backend, with the same seed and load, and write
+    /// compare.md and compare.json next to one result directory per backend. Example:
+    /// memory,mmap,file,dma. The disk under the result directory is probed first.
+    #[arg(long, value_name = "BACKEND,...", value_delimiter = ',', conflicts_with_all = ["storage", "cluster"])]
+    pub compare_storage: Vec<String>,
+
+    /// With --compare-storage: time limit of each part of the disk probe, like 3s; 0s skips
+    /// the probe.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "compare_storage")]
+    pub probe_duration: Option<Duration>,
+
     /// Fsync policy of the servers: batch, never or interval:<ms>.
     #[arg(long, value_name = "POLICY")]
     pub fsync: Option<String>,

@@ -17,11 +17,13 @@
 pub mod args;
 pub mod checker;
 pub mod cluster;
+mod compare;
 pub mod faults;
 pub mod metrics;
 pub mod plot;
 pub mod relay;
 pub mod report;
+pub mod resources;
 mod run;
 pub mod scenario;
 pub mod schedule;

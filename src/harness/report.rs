@@ -18,6 +18,7 @@ use super::checker::CheckReport;
 use super::faults::format_duration;
 use super::metrics::{spread, FaultMetrics, StatusSample};
 use super::plot::{latency_series, write_latency_svg, Window};
+use super::resources::ResourceUsage;
 use super::scenario::ResolvedScenario;
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -40,6 +41,8 @@ pub struct ReportInput<'a> {
     pub final_state_error: Option<String>,
     pub unexpected_exits: Vec<String>,
     pub interrupted: bool,
+    /// What the servers spent during the load; `None` for an external cluster.
+    pub resources: Option<&'a ResourceUsage>,
 }
 
 fn latency_us(latency: &LatencySummary) -> Value {
@@ -154,6 +157,7 @@ pub fn summary_json(input: &ReportInput<'_>) -> Value {
             "final_state_error": input.final_state_error,
             "examples": input.check.examples,
         },
+        "resources": input.resources.map(ResourceUsage::to_json),
         "servers": {
             "unexpected_exits": input.unexpected_exits,
             "logs": "nodes/node<N>/server.log",
@@ -328,6 +332,10 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
         let _ = writeln!(md, "New-leader times come from status polls every 50 ms; unavailability is the longest gap between successful acknowledgements from the fault to the next fault or the end of the run.");
     }
 
+    if let Some(usage) = input.resources {
+        write_resources_markdown(&mut md, usage);
+    }
+
     let _ = writeln!(
         md,
         "\n## Sessions\n\n{} expired on the servers, {} seen expired by the clients, {} re-registrations.",
@@ -347,8 +355,47 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
     md
 }
 
-/// Writes every report file and returns a short text for the terminal.
-pub fn write(input: &ReportInput<'_>) -> Result<String, String> {
+fn optional(value: Option<f64>, decimals: usize, unit: &str) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.decimals$}{unit}"))
+}
+
+/// The `Server resources` section of `summary.md`.
+fn write_resources_markdown(md: &mut String, usage: &ResourceUsage) {
+    let _ = writeln!(md, "\n## Server resources during the load\n");
+    let _ = writeln!(
+        md,
+        "Sums over nodes {:?} for {:.1} s, {} entries committed.\n",
+        usage.nodes_counted, usage.window_s, usage.committed_entries
+    );
+    let _ = writeln!(
+        md,
+        "| fsyncs/s | disk MiB/s | disk bytes/entry | log bytes/entry | CPU s | CPU µs/entry |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {:.2} | {} |",
+        optional(usage.syncs_per_s(), 0, ""),
+        optional(
+            usage
+                .disk_write_bytes_per_s()
+                .map(|b| b / f64::from(1 << 20)),
+            1,
+            ""
+        ),
+        optional(usage.disk_bytes_per_entry(), 0, ""),
+        optional(usage.log_bytes_per_entry(), 0, ""),
+        usage.cpu_s,
+        optional(usage.cpu_us_per_entry(), 1, ""),
+    );
+    for left_out in &usage.nodes_left_out {
+        let _ = writeln!(md, "- left out: {left_out}");
+    }
+    let _ = writeln!(md, "\nDisk bytes are what the server processes sent to the block layer (`/proc/<pid>/io`), without the file system's journal; log bytes are the encoded records; every node writes every entry, so both count each entry once per node.");
+}
+
+/// Writes every report file and returns a short text for the terminal and the summary.
+pub fn write(input: &ReportInput<'_>) -> Result<(String, Value), String> {
     let out = input.out;
     let path = |name: &str| -> PathBuf { out.join(name) };
 
@@ -414,5 +461,5 @@ pub fn write(input: &ReportInput<'_>) -> Result<String, String> {
             f.indeterminate_ops
         );
     }
-    Ok(short)
+    Ok((short, summary))
 }

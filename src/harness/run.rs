@@ -16,8 +16,10 @@ use ringraft_loadgen::{LoadConfig, LoadError, RunControl, WorkloadArgs};
 use super::args::BenchArgs;
 use super::checker::{self, HistoryError};
 use super::cluster::{ClusterConfig, ClusterError, LocalCluster, StatusFn};
+use super::compare;
 use super::metrics::{fault_metrics, StatusPoller};
 use super::report::{self, ReportInput};
+use super::resources;
 use super::scenario::{self, ResolvedScenario, ScenarioError};
 use super::schedule::{sleep_until, FaultScheduler};
 
@@ -60,6 +62,8 @@ pub enum BenchError {
     Signal(std::io::Error),
     #[error("failed to write the results: {0}")]
     Report(String),
+    #[error("{0}")]
+    Compare(String),
 }
 
 /// Runs `ringraft bench` and prints errors: the entry point for `main`.
@@ -73,9 +77,27 @@ pub fn main(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// Runs one bench run. Returns the exit code for a finished run (success, check failed,
-/// interrupted) and an error when the run could not be set up or did not finish.
+/// How a finished run ended.
+pub struct RunOutcome {
+    /// Success, check failed, or interrupted.
+    pub code: ExitCode,
+    /// The content of `summary.json`.
+    pub summary: serde_json::Value,
+    pub interrupted: bool,
+}
+
+/// Runs `ringraft bench`: one run, or one per backend with `--compare-storage`. Returns the
+/// exit code for finished runs (success, check failed, interrupted) and an error when a run
+/// could not be set up or did not finish.
 pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
+    if !args.compare_storage.is_empty() {
+        return compare::run(args);
+    }
+    run_one(args).map(|outcome| outcome.code)
+}
+
+/// Runs one bench run with `args` as given.
+pub(super) fn run_one(args: BenchArgs) -> Result<RunOutcome, BenchError> {
     let resolved = scenario::resolve(&args)?;
     let workload = workload_args(&resolved)?;
     let external = !resolved.external_cluster.is_empty();
@@ -176,6 +198,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
         progress: !args.quiet,
         executors: 0,
     };
+    // Resource use is measured over the load window, so set-up and shutdown are not in it.
+    let resources_start = cluster.as_ref().map(|c| resources::sample(c, &status));
     let load_thread = {
         let control = control.clone();
         std::thread::Builder::new()
@@ -214,6 +238,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
     if let Some(cluster) = cluster.as_mut() {
         scheduler.end_all(load_end, cluster);
     }
+    let resources = cluster
+        .as_ref()
+        .zip(resources_start.as_ref())
+        .map(|(cluster, start)| resources::usage(start, &resources::sample(cluster, &status)));
     let load = load_result?;
 
     // Final state and check.
@@ -282,18 +310,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
         final_state_error: final_state.as_ref().err().map(ToString::to_string),
         unexpected_exits,
         interrupted: interrupted.load(Ordering::Relaxed),
+        resources: resources.as_ref(),
     };
-    let summary = report::write(&input).map_err(BenchError::Report)?;
-    println!("{summary}");
+    let (short, summary) = report::write(&input).map_err(BenchError::Report)?;
+    println!("{short}");
     println!("results: {}", out.display());
 
-    if !check.valid {
-        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
-    }
-    if input.interrupted {
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
-    }
-    Ok(ExitCode::SUCCESS)
+    let code = if !check.valid {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    } else if input.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok(RunOutcome {
+        code,
+        summary,
+        interrupted: input.interrupted,
+    })
 }
 
 /// Builds the load generator's settings from the scenario's `[workload]` table.
@@ -361,7 +395,7 @@ fn server_bin(args: &BenchArgs) -> Result<PathBuf, BenchError> {
 }
 
 /// `results/<UTC start time>-<scenario>`, for example `results/2026-12-04T20-10-00Z-seed`.
-fn default_out_dir(scenario: &str, started: SystemTime) -> PathBuf {
+pub(super) fn default_out_dir(scenario: &str, started: SystemTime) -> PathBuf {
     let time: chrono::DateTime<chrono::Utc> = started.into();
     Path::new("results").join(format!("{}-{scenario}", time.format("%Y-%m-%dT%H-%M-%SZ")))
 }
@@ -385,6 +419,26 @@ mod tests {
         assert_eq!(workload.rate, Some(180.0));
         assert_eq!(workload.duration, Duration::from_secs(20));
         assert_eq!(workload.cluster_id, "ringraft");
+    }
+
+    #[test]
+    fn workload_keeps_seeds_above_i64_max() {
+        for seed in [0, 42, i64::MAX as u64, u64::MAX] {
+            let args = BenchArgs {
+                seed: Some(seed),
+                ..BenchArgs::default()
+            };
+            let resolved = scenario::resolve(&args).unwrap();
+            assert_eq!(workload_args(&resolved).unwrap().seed, Some(seed));
+        }
+
+        let args = BenchArgs {
+            workload_overrides: vec!["seed=\"not a seed\"".into()],
+            ..BenchArgs::default()
+        };
+        let resolved = scenario::resolve(&args).unwrap();
+        let message = workload_args(&resolved).unwrap_err().to_string();
+        assert!(message.contains("not a seed"), "{message}");
     }
 
     #[test]
