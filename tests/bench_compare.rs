@@ -22,7 +22,7 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-/// No backend directory holds a server directory: nothing was started.
+/// Asserts that no backend directory has a server directory: nothing was started.
 fn assert_nothing_started(out: &Path) {
     for backend in ["memory", "mmap", "file", "dma"] {
         let nodes = out.join(backend).join("nodes");

@@ -208,7 +208,7 @@ fn parse_backends(names: &[String]) -> Result<Vec<Backend>, BenchError> {
 
 /// Flushes every dirty page of the machine, so that the next run starts with a clean cache.
 fn flush_page_cache() {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
+    // SAFETY: sync(2) takes no arguments and touches no memory of this process.
     unsafe { libc::sync() };
 }
 
@@ -227,7 +227,7 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The `compare.json` value: the probe, then one object per backend.
+/// Builds the `compare.json` value: the probe, then one object per backend.
 fn compare_json(
     rows: &[Row],
     probe: Option<&ProbeReport>,
@@ -345,7 +345,7 @@ fn table(compare: &Value) -> String {
     for row in compare["backends"].as_array().into_iter().flatten() {
         let backend = row["backend"].as_str().unwrap_or("?");
         if let Some(error) = row["error"].as_str() {
-            // A table cell holds one line and no bar.
+            // A Markdown table cell is one line without a bar.
             let error = error.replace('\n', " ").replace('|', "\\|");
             let _ = writeln!(
                 md,

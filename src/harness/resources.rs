@@ -122,7 +122,7 @@ impl ResourceUsage {
         self.per_entry(self.cpu_s * 1e6)
     }
 
-    /// The `resources` value of `summary.json`, with the derived figures.
+    /// Builds the `resources` value of `summary.json`, with the derived figures.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "window_s": self.window_s,
@@ -146,7 +146,7 @@ impl ResourceUsage {
     }
 }
 
-/// The usage between `start` and `end`.
+/// Computes the usage between `start` and `end`.
 pub fn usage(start: &ResourceSample, end: &ResourceSample) -> ResourceUsage {
     let mut usage = ResourceUsage {
         window_s: end.at.saturating_duration_since(start.at).as_secs_f64(),

@@ -4,7 +4,7 @@
 //! so the counts must include every flush, not only the group-commit syncs of appends. They are
 //! kept per process rather than per `Log`, because some flushes (directory syncs, segment
 //! creation, the hard-state file) happen in free functions with no log at hand, and a server
-//! process holds exactly one log and one hard-state file.
+//! process has exactly one log and one hard-state file.
 //!
 //! Invariants: counters only grow; each is updated once per successful call of the operation
 //! it names, with relaxed atomics (they order nothing).
@@ -33,7 +33,7 @@ pub struct IoCounters {
 }
 
 impl IoCounters {
-    /// All flushes, data and metadata.
+    /// Counts all flushes, data and metadata.
     pub fn syncs(&self) -> u64 {
         self.data_syncs + self.metadata_syncs
     }
