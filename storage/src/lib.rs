@@ -22,10 +22,8 @@
 //! - Opening a log cuts a torn tail of the last segment (logged at `warn`) and rejects invalid
 //!   data anywhere else with an error naming the file and offset, unless `LogConfig::repair`
 //!   is set.
-//! - `MetaStore::save` is durable on return and atomic under crashes.
-//!
-//! Not done yet: `MetaStore` writes and syncs the hard state inline on every disk backend,
-//! `dma` included.
+//! - `MetaStore::save` is durable on return and atomic under crashes. Like the log, it goes
+//!   through io_uring on `dma` and runs its system calls inline on `mmap` and `file`.
 
 #![allow(async_fn_in_trait)] // LogStore futures are deliberately not Send: glommio is thread-per-core.
 
