@@ -78,8 +78,18 @@ pub fn status(args: StatusArgs) -> ExitCode {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "{:<22} {:>4} {:<13} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
-            "ADDRESS", "ID", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "SESSIONS"
+            "{:<22} {:>4} {:<13} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8} {:<7} {:>10}",
+            "ADDRESS",
+            "ID",
+            "ROLE",
+            "TERM",
+            "LEADER",
+            "LAST",
+            "COMMIT",
+            "APPLIED",
+            "SESSIONS",
+            "STORAGE",
+            "SYNCS"
         );
         for (addr, result) in &results {
             match result {
@@ -87,7 +97,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
                     let leader = s.leader.map_or("-".to_string(), |l| l.to_string());
                     let _ = writeln!(
                         out,
-                        "{:<22} {:>4} {:<13} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
+                        "{:<22} {:>4} {:<13} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8} {:<7} {:>10}",
                         addr,
                         s.id,
                         s.role.to_string(),
@@ -96,7 +106,9 @@ pub fn status(args: StatusArgs) -> ExitCode {
                         s.last_log_index,
                         s.commit_index,
                         s.applied_index,
-                        s.open_sessions
+                        s.open_sessions,
+                        s.storage.backend,
+                        s.storage.data_syncs + s.storage.metadata_syncs
                     );
                 }
                 Err(e) => {

@@ -106,6 +106,13 @@ fn cluster_survives_leader_kill() {
         }
     }
 
+    // Status carries the storage counters: 40 acknowledged adds under fsync=batch were synced.
+    let before_kill = status(&cluster.addr(leader)).unwrap();
+    assert_eq!(before_kill.storage.backend, "mmap", "{before_kill:?}");
+    assert_eq!(before_kill.storage.fsync, "batch", "{before_kill:?}");
+    assert!(before_kill.storage.data_syncs > 0, "{before_kill:?}");
+    assert!(before_kill.storage.log_bytes_written > 0, "{before_kill:?}");
+
     cluster.kill(leader);
     let survivors: Vec<NodeId> = cluster
         .ids()

@@ -256,7 +256,7 @@ fn compare_json(
             let disk_bytes_per_s = resources["disk_write_bytes_per_s"].as_f64();
             let latency = |op: &str| {
                 let l = &summary["ops"][op]["latency_us"];
-                json!({ "p50": l["p50"], "p99": l["p99"], "p999": l["p999"], "max": l["max"] })
+                json!({ "count": l["count"], "p50": l["p50"], "p99": l["p99"], "p999": l["p999"], "max": l["max"] })
             };
             json!({
                 "backend": row.backend.to_string(),
@@ -325,6 +325,10 @@ fn percent(value: &Value) -> String {
 }
 
 fn latency_ms(latency: &Value) -> String {
+    // An operation the workload never sent has no latency, not a latency of zero.
+    if latency["count"].as_u64() == Some(0) {
+        return "-".to_string();
+    }
     let ms = |v: &Value| {
         v.as_f64()
             .map_or("-".to_string(), |us| format!("{:.2}", us / 1000.0))

@@ -27,8 +27,11 @@ use serde::Serialize;
 
 use super::cluster::{LocalCluster, StatusFn};
 
-/// Time allowed for each status request of a sample.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time allowed for each status request of a sample. Generous, because a server that syncs
+/// inline (`file`, `mmap`) can be stuck in one long fdatasync right after a heavy load.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Status requests per node before its figures are given up.
+const STATUS_ATTEMPTS: usize = 3;
 
 /// One node at one moment.
 #[derive(Clone, Debug)]
@@ -49,25 +52,40 @@ pub struct ResourceSample {
 
 /// Samples every running or paused server of `cluster`.
 pub fn sample(cluster: &LocalCluster, status: &StatusFn) -> ResourceSample {
+    // The /proc figures of every node first: they are read at once, while a status request
+    // may wait for a busy server.
     let at = Instant::now();
     let mut nodes = BTreeMap::new();
     for node in cluster.nodes() {
         let Some(pid) = node.pid() else {
             continue;
         };
-        let reply = status(&node.listen.to_string(), STATUS_TIMEOUT)
-            .inspect_err(|error| tracing::debug!(node = node.id, %error, "no status for the resource sample"))
-            .ok();
         nodes.insert(
             node.id,
             NodeSample {
                 pid,
                 cpu: process_cpu(pid),
                 write_bytes: process_write_bytes(pid),
-                commit_index: reply.as_ref().map(|s| s.commit_index),
-                storage: reply.map(|s| s.storage),
+                commit_index: None,
+                storage: None,
             },
         );
+    }
+
+    for (id, sample) in nodes.iter_mut() {
+        let Some(node) = cluster.node(*id) else {
+            continue;
+        };
+        let addr = node.listen.to_string();
+        let reply = (1..=STATUS_ATTEMPTS).find_map(|attempt| {
+            status(&addr, STATUS_TIMEOUT)
+                .inspect_err(|error| {
+                    tracing::warn!(node = id, attempt, %error, "no status for the resource sample")
+                })
+                .ok()
+        });
+        sample.commit_index = reply.as_ref().map(|s| s.commit_index);
+        sample.storage = reply.map(|s| s.storage);
     }
     ResourceSample { at, nodes }
 }
