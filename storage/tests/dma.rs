@@ -218,6 +218,96 @@ fn tail_block_rewrite_keeps_synced_records() {
     run(Backend::Dma, tail_block_rewrite(dir.path()));
 }
 
+/// Appends multi-megabyte batches whose ends fall at odd offsets, across several segments whose
+/// size is not a multiple of any block size, and reads them back with every disk backend.
+async fn large_batches(dir: &Path) {
+    let config = LogConfig {
+        segment_size: 3 * 1024 * 1024 + 1000,
+        ..config(Backend::Dma)
+    };
+    let mut expected = Vec::new();
+    let mut log = open(dir, &config).await;
+    let mut next = 1;
+    for (round, count) in [37u64, 90, 3, 64, 128].into_iter().enumerate() {
+        let batch = entries(next, count, 1, 24_411 + round * 4_977);
+        log.append(&batch).await.unwrap();
+        expected.extend(batch);
+        next += count;
+    }
+    assert_log_matches(&log, &expected).await;
+    drop(log);
+    assert!(segment_files(dir).len() >= 3, "several segments");
+
+    for backend in [Backend::Mmap, Backend::File, Backend::Dma] {
+        let log = open_log(
+            dir,
+            &LogConfig {
+                backend,
+                ..config.clone()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reopen with {backend}: {e}"));
+        assert_log_matches(&log, &expected).await;
+    }
+}
+
+#[test]
+fn large_batches_read_back_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    run(Backend::Dma, large_batches(dir.path()));
+}
+
+/// Fills a segment up to its last byte and checks that the write covered whole file system
+/// blocks: the file grows to the next multiple of `st_blksize`, with zeros.
+async fn fill_segment_to_end(dir: &Path, block: u64) {
+    let segment_size = 3 * 4096 + 100;
+    let config = LogConfig {
+        segment_size,
+        ..config(Backend::Dma)
+    };
+    let payload_len = segment_size as usize - SEGMENT_HEADER_LEN - RECORD_HEADER_LEN;
+    let first = entries(1, 1, 1, payload_len);
+    let mut log = open(dir, &config).await;
+    log.append(&first).await.unwrap();
+    drop(log);
+
+    let bytes = fs::read(dir.join(segment_file_name(1))).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        segment_size.next_multiple_of(block),
+        "segment length after writing its last byte"
+    );
+    assert!(
+        bytes[segment_size as usize..].iter().all(|&b| b == 0),
+        "bytes past the segment size are not zero"
+    );
+
+    let log = open_log(
+        dir,
+        &LogConfig {
+            backend: Backend::Mmap,
+            ..config
+        },
+    )
+    .await
+    .unwrap();
+    assert_log_matches(&log, &first).await;
+}
+
+#[test]
+fn writes_cover_whole_file_system_blocks() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let block = fs::metadata(dir.path()).unwrap().blksize();
+    if !block.is_power_of_two() || !(512..=64 * 1024).contains(&block) {
+        eprintln!("skipped: st_blksize {block} is outside the range the dma backend aligns to");
+        return;
+    }
+    run(Backend::Dma, fill_segment_to_end(dir.path(), block));
+}
+
 /// Returns whether `path` is the mount point of a tmpfs, from /proc/mounts.
 fn is_tmpfs_mount(path: &str) -> bool {
     let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
