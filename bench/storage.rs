@@ -8,7 +8,7 @@
 //!   disk's fdatasync rate.
 //! - `group_commit`: append plus sync throughput under `SyncPolicy::Batch` for 16 KiB entries in
 //!   batches of 1 MiB (64 entries) and 4 MiB (256 entries), reported in payload bytes per
-//!   second. Compare it with fio writing the same block size with `--fdatasync=1`.
+//!   second.
 //! - `sequential_read`: `read_range` over 16 MiB of 1 KiB entries in 1 MiB steps.
 //! - `recovery`: `open_log` on 64 MiB of 1 KiB entries, reported in bytes of log per second.
 //!   For mmap and file the segments are in the page cache, so this measures scanning and CRC
@@ -18,12 +18,20 @@
 //! futures wait for io_uring completions.
 //! Its `append` rows with `SyncPolicy::Never` still write every batch to the device with
 //! O_DIRECT, so `dma/16384B/batch256` compares with the disk's sequential O_DIRECT bandwidth.
-//! Two details matter for that comparison. Every append row also syncs once per 32 MiB segment,
-//! because a segment is synced before the next one is created. And a log only ever writes into
-//! freshly preallocated space, so the fair fio reference writes one pass over a new file
-//! (`fio --rw=write --direct=1 --ioengine=io_uring --bs=4M --size=1G`). A `--time_based` run
-//! over a smaller file overwrites blocks that are already written, which skips the conversion of
-//! preallocated extents and ran 1.3 to 2 times as fast on ext4.
+//! Three details matter for that comparison:
+//! - Every append row also syncs once per 32 MiB segment, because a segment is synced before
+//!   the next one is created. On a disk with a volatile write cache
+//!   (`/sys/block/<device>/queue/write_cache` reads `write back`), an O_DIRECT write completes
+//!   once it reaches that cache, so fio without `--fdatasync` can report several times the
+//!   bandwidth that survives a sync.
+//! - A log only ever writes into freshly preallocated space, while a `--time_based` fio run
+//!   over a smaller file overwrites blocks that are already written.
+//! - fio's `--fdatasync=N` counts writes, not bytes.
+//!
+//! So the matching reference for these rows is one pass over a new file with a sync every
+//! 32 MiB: `fio --name=seq --rw=write --direct=1 --ioengine=io_uring --bs=4M --size=1G
+//! --fdatasync=8`. For the `group_commit` rows it is the same with the batch size as `--bs`
+//! and `--fdatasync=1`.
 //!
 //! Logs live in a temporary directory under `RINGRAFT_BENCH_DIR` (default: the system temporary
 //! directory), so point it at the disk you want to measure. The dma backend needs a file system
