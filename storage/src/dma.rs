@@ -12,8 +12,8 @@
 //! Writes start and end on the file system's block size (`st_blksize`, 4 KiB on ext4 and XFS),
 //! not only on the device's logical block size that O_DIRECT requires (`DmaFile::alignment`,
 //! often 512 bytes). On ext4, writes into preallocated space that do not start and end on
-//! block boundaries are much slower. With fio 3.33 on Linux 6.18 (ext4 on a virtio disk),
-//! 4 MiB writes that started 512 bytes into a block ran at 72 to 134 MiB/s, and the same
+//! block boundaries are much slower. Measured with fio 3.33 on Linux 6.18 (ext4 on a virtio
+//! disk), 4 MiB writes that started 512 bytes into a block ran at 72 to 134 MiB/s. The same
 //! writes started on a block ran at 273 to 629 MiB/s. See `write_alignment` for the bounds.
 //!
 //! An append is one write, whatever its size. The kernel splits a large O_DIRECT write into
