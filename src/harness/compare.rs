@@ -456,7 +456,7 @@ fn compare_markdown(compare: &Value, out: &Path) -> String {
                 Some(direct) => {
                     let _ = writeln!(
                         md,
-                        "- sequential O_DIRECT writes of {} KiB, {} in flight: {} MiB/s",
+                        "- sequential O_DIRECT writes of {} KiB, {} in flight, flushed at the end: {} MiB/s",
                         direct["block_size"].as_u64().unwrap_or(0) / 1024,
                         direct["depth"],
                         number(&direct["mib_per_s"], 0)

@@ -144,7 +144,7 @@ fn write_alignment(dma_alignment: u64, block_size: u64) -> u64 {
 /// the open.
 fn check_direct_io(dir: &Path) -> Result<(), StorageError> {
     let unsupported = |source: io::Error| {
-        tracing::error!(dir = %dir.display(), error = %source, "file system has no O_DIRECT support");
+        tracing::debug!(dir = %dir.display(), error = %source, "file system has no O_DIRECT support");
         StorageError::DirectIoUnsupported {
             path: dir.to_path_buf(),
             source,
