@@ -15,6 +15,8 @@
 //! block boundaries are much slower. Measured with fio 3.33 on Linux 6.18 (ext4 on a virtio
 //! disk), 4 MiB writes that started 512 bytes into a block ran at 72 to 134 MiB/s. The same
 //! writes started on a block ran at 273 to 629 MiB/s. See `write_alignment` for the bounds.
+//! The cost is at low rates: a commit of one small entry writes a whole file system block,
+//! 4 KiB where 512 bytes would do, as many bytes as the page-cache backends write for it.
 //!
 //! An append is one write, whatever its size. The kernel splits a large O_DIRECT write into
 //! several block requests and submits them all before it waits, so one write already keeps
