@@ -293,6 +293,31 @@ impl WorkloadArgs {
     }
 }
 
+/// Reads a seed given as an integer or as a decimal string. TOML integers are signed 64-bit, so
+/// a scenario file (or the harness) writes seeds above `i64::MAX` as strings.
+fn deserialize_seed<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Seed {
+        Number(u64),
+        Text(String),
+    }
+
+    match <Option<Seed> as serde::Deserialize>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Seed::Number(seed)) => Ok(Some(seed)),
+        Some(Seed::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "seed '{text}' is not a whole number from 0 to {}",
+                u64::MAX
+            ))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,30 +387,5 @@ mod tests {
         assert_eq!(partial.sessions, 5);
         assert_eq!(partial.duration, Duration::from_secs(10));
         assert_eq!(partial.pipeline, 1);
-    }
-}
-
-/// Reads a seed given as an integer or as a decimal string. TOML integers are signed 64-bit, so
-/// a scenario file (or the harness) writes seeds above `i64::MAX` as strings.
-fn deserialize_seed<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Seed {
-        Number(u64),
-        Text(String),
-    }
-
-    match <Option<Seed> as serde::Deserialize>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(Seed::Number(seed)) => Ok(Some(seed)),
-        Some(Seed::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "seed '{text}' is not a whole number from 0 to {}",
-                u64::MAX
-            ))
-        }),
     }
 }
