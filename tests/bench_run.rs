@@ -107,7 +107,7 @@ fn short_run_with_pause_and_kill() {
     assert_ne!(kill["node"], kill["leader"], "a follower is killed");
 
     // The restarted follower's counters started again from zero, so it is left out of the
-    // resource totals, and the report says so.
+    // resource totals, and the report names it.
     let resources = &summary["resources"];
     let counted = resources["nodes_counted"]
         .as_array()

@@ -29,7 +29,7 @@ fn probe_reports_json_and_cleans_up() {
         report["fdatasync"]["per_s"].as_f64().unwrap() > 0.0,
         "{report}"
     );
-    // Either the O_DIRECT part ran or the report says why not.
+    // Either the O_DIRECT part ran or the report gives the reason it did not.
     let direct_ran = report["direct"]["mib_per_s"]
         .as_f64()
         .is_some_and(|v| v > 0.0);

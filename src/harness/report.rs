@@ -41,7 +41,7 @@ pub struct ReportInput<'a> {
     pub final_state_error: Option<String>,
     pub unexpected_exits: Vec<String>,
     pub interrupted: bool,
-    /// What the servers spent during the load; `None` for an external cluster.
+    /// Server resource use during the load; `None` for an external cluster.
     pub resources: Option<&'a ResourceUsage>,
 }
 
@@ -359,7 +359,7 @@ fn optional(value: Option<f64>, decimals: usize, unit: &str) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.decimals$}{unit}"))
 }
 
-/// The `Server resources` section of `summary.md`.
+/// Writes the `Server resources` section of `summary.md`.
 fn write_resources_markdown(md: &mut String, usage: &ResourceUsage) {
     let _ = writeln!(md, "\n## Server resources during the load\n");
     let _ = writeln!(

@@ -77,7 +77,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// How a finished run ended.
+/// Outcome of a finished run.
 pub struct RunOutcome {
     /// Success, check failed, or interrupted.
     pub code: ExitCode,

@@ -115,7 +115,7 @@ fn encode_entry(entry: &LogEntry) -> Entry {
 }
 
 impl Durable {
-    /// The backend and the storage crate's process-wide I/O counters, for `Status` replies.
+    /// Returns the backend and the storage crate's process-wide I/O counters, for `Status` replies.
     pub fn storage_status(&self) -> StorageStatus {
         let counters = ringraft_storage::io_counters();
         StorageStatus {
