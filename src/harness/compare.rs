@@ -86,19 +86,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
     let out = args.out.clone().unwrap_or_else(|| {
         super::run::default_out_dir(&format!("compare-{}", resolved.scenario.name), started)
     });
+    let out_existed = out.exists();
     std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
         operation: "create result directory",
         path: out.clone(),
         source,
     })?;
     for backend in &backends {
-        ringraft_storage::check_backend_dir(*backend, &out).map_err(|e| {
-            BenchError::Compare(format!(
+        if let Err(e) = ringraft_storage::check_backend_dir(*backend, &out) {
+            // A rejected command leaves nothing behind: the directory was made only for it.
+            if !out_existed {
+                let _ = std::fs::remove_dir(&out);
+            }
+            return Err(BenchError::Invalid(format!(
                 "backend {backend} cannot run under {}: {e}; pass --out with a directory on \
                  another file system or leave {backend} out of --compare-storage",
                 out.display()
-            ))
-        })?;
+            )));
+        }
     }
 
     let probe_duration = args.probe_duration.unwrap_or(DEFAULT_PROBE_DURATION);
@@ -115,7 +120,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
             ..ProbeConfig::default()
         };
         let report = ringraft_storage::probe::probe(&out, &config)
-            .map_err(|e| BenchError::Compare(format!("disk probe failed: {e}")))?;
+            .map_err(|e| BenchError::Invalid(format!("disk probe failed: {e}")))?;
         print!("{}", report.render_text());
         Some(report)
     };
@@ -158,7 +163,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
         }
     }
 
-    let compare = compare_json(&rows, probe.as_ref(), seed, started);
+    let skipped: Vec<String> = backends[rows.len()..]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut compare = compare_json(&rows, probe.as_ref(), seed, started);
+    compare["interrupted"] = Value::Bool(interrupted);
+    compare["skipped_backends"] = json!(skipped);
     let text = serde_json::to_string_pretty(&compare)
         .map_err(|e| BenchError::Report(format!("cannot encode {COMPARE_JSON_FILE}: {e}")))?;
     write_file(&out.join(COMPARE_JSON_FILE), &format!("{text}\n"))?;
@@ -189,9 +200,9 @@ fn parse_backends(names: &[String]) -> Result<Vec<Backend>, BenchError> {
     let mut backends = Vec::new();
     for name in names {
         let backend = Backend::from_str(name.trim())
-            .map_err(|e| BenchError::Compare(format!("--compare-storage: {e}")))?;
+            .map_err(|e| BenchError::Invalid(format!("--compare-storage: {e}")))?;
         if backends.contains(&backend) {
-            return Err(BenchError::Compare(format!(
+            return Err(BenchError::Invalid(format!(
                 "--compare-storage names {backend} twice; list each backend once, for example \
                  memory,mmap,file,dma"
             )));
@@ -199,7 +210,7 @@ fn parse_backends(names: &[String]) -> Result<Vec<Backend>, BenchError> {
         backends.push(backend);
     }
     if backends.is_empty() {
-        return Err(BenchError::Compare(
+        return Err(BenchError::Invalid(
             "--compare-storage needs at least one backend, for example memory,mmap,file,dma".into(),
         ));
     }
@@ -284,7 +295,13 @@ fn compare_json(
         "started_utc": started.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         "seed": seed,
         "scenario": first.map_or(Value::Null, |s| s["scenario"].clone()),
-        "config": first.map_or(Value::Null, |s| s["config"]["scenario"].clone()),
+        "config": first.map_or(Value::Null, |s| {
+            // The settings shared by every run; the storage differs per run, see `backends`.
+            let mut config = s["config"]["scenario"].clone();
+            config["server"]["storage"] = json!(rows.iter().map(|r| r.backend.to_string()).collect::<Vec<_>>());
+            config
+        }),
+        "latency_from": first.map_or(Value::Null, |s| s["latency_from"].clone()),
         "commit": first.map_or(Value::Null, |s| s["commit"].clone()),
         "machine": first.map_or(Value::Null, |s| s["machine"].clone()),
         "disk_probe": probe,
@@ -470,7 +487,10 @@ fn compare_markdown(compare: &Value, out: &Path) -> String {
                     );
                 }
             }
-            let _ = writeln!(md, "\nMeasured by the harness just before the runs (`ringraft disk-probe` measures the same).");
+            if let Some(warning) = probe["warning"].as_str() {
+                let _ = writeln!(md, "- **warning**: {warning}");
+            }
+            let _ = writeln!(md, "\nMeasured by the harness just before the runs, as one sample of a few seconds. A shared or virtual disk can vary several times over between samples: run `ringraft disk-probe` a few times on the same directory to see its spread.");
         }
         None => {
             let _ = writeln!(md, "Not probed (`--probe-duration 0s`).");
@@ -478,13 +498,32 @@ fn compare_markdown(compare: &Value, out: &Path) -> String {
     }
 
     let _ = writeln!(md, "\n## Results\n");
+    if compare["interrupted"].as_bool() == Some(true) {
+        let _ = writeln!(
+            md,
+            "**Interrupted** with Ctrl-C; not run: {}.\n",
+            compare["skipped_backends"]
+                .as_array()
+                .filter(|s| !s.is_empty())
+                .map_or("none".to_string(), |s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+        );
+    }
     md.push_str(&table(compare));
     let _ = writeln!(
         md,
         "\nEach backend's full result is in its directory: `<backend>/summary.md`.\n"
     );
     let _ = writeln!(md, "How to read the columns:");
-    let _ = writeln!(md, "- Adds/s and Queries/s are acknowledged operations per second over the measured load; latencies count from the intended send time in an open loop.");
+    let _ = writeln!(
+        md,
+        "- Adds/s and Queries/s are acknowledged operations per second over the measured load; latencies are measured from the {}.",
+        compare["latency_from"].as_str().unwrap_or("send time")
+    );
     let _ = writeln!(md, "- fsyncs/s, disk MiB/s, bytes and CPU are summed over all server processes during the load, so every entry is counted once per node. Entries are all committed log entries, session keep-alives and registrations included.");
     let _ = writeln!(md, "- \"of disk fdatasync/s\" compares the cluster's fsyncs with one writer's fdatasync rate on the same disk; several nodes syncing at once can go above 100% when the device serves concurrent flushes.");
     let _ = writeln!(md, "- Disk bytes come from `/proc/<pid>/io` (`write_bytes`) and leave out the file system's journal; log bytes are the encoded records the servers appended.");
