@@ -111,3 +111,21 @@ fn invalid_fsync_policy_rejected() {
     assert!(stderr.contains("fsync 'interval:soon'"), "{stderr}");
     assert_no_server_started(&out);
 }
+
+#[test]
+fn dma_on_tmpfs_rejected_before_servers_start() {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("skipped: this machine has no /dev/shm");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let out = dir.path().join("run");
+    let output = bench(&["--storage", "dma", "--no-faults"], &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("O_DIRECT"), "{stderr}");
+    assert!(stderr.contains("--storage"), "{stderr}");
+    assert!(!out.exists(), "the rejected run left {}", out.display());
+}

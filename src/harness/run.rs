@@ -62,8 +62,9 @@ pub enum BenchError {
     Signal(std::io::Error),
     #[error("failed to write the results: {0}")]
     Report(String),
+    /// A setting rejected before any server starts; the message names it and the fix.
     #[error("{0}")]
-    Compare(String),
+    Invalid(String),
 }
 
 /// Runs `ringraft bench` and prints errors: the entry point for `main`.
@@ -111,11 +112,33 @@ pub(super) fn run_one(args: BenchArgs) -> Result<RunOutcome, BenchError> {
         .out
         .clone()
         .unwrap_or_else(|| default_out_dir(&resolved.scenario.name, started_wall));
+    let out_existed = out.exists();
     std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
         operation: "create result directory",
         path: out.clone(),
         source,
     })?;
+
+    // The servers keep their data under the result directory: a backend that cannot live
+    // there (dma on tmpfs) is rejected here rather than by three failing servers.
+    if !external {
+        let backend: ringraft_storage::Backend = resolved
+            .scenario
+            .server
+            .storage
+            .parse()
+            .map_err(|e| BenchError::Invalid(format!("--storage: {e}")))?;
+        if let Err(e) = ringraft_storage::check_backend_dir(backend, &out) {
+            if !out_existed {
+                let _ = std::fs::remove_dir(&out);
+            }
+            return Err(BenchError::Invalid(format!(
+                "storage {backend} cannot run under {}: {e}; pass --out with a directory on \
+                 another file system or choose another --storage",
+                out.display()
+            )));
+        }
+    }
 
     let faults: Vec<String> = resolved
         .scenario
