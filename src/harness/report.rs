@@ -15,7 +15,6 @@ use ringraft_loadgen::{LatencySummary, OpSummary, RunReport, WorkloadArgs};
 use serde_json::{json, Value};
 
 use super::checker::CheckReport;
-use super::faults::format_duration;
 use super::metrics::{spread, FaultMetrics, StatusSample};
 use super::plot::{latency_series, write_latency_svg, Window};
 use super::resources::ResourceUsage;
@@ -46,6 +45,10 @@ pub struct ReportInput<'a> {
 }
 
 fn latency_us(latency: &LatencySummary) -> Value {
+    // An operation that never completed has no latency, not a latency of zero.
+    if latency.count == 0 {
+        return json!({ "count": 0, "p50": null, "p90": null, "p99": null, "p999": null, "max": null, "mean": null });
+    }
     let us = |ms: f64| (ms * 1000.0).round();
     json!({
         "count": latency.count,
@@ -171,6 +174,14 @@ pub fn summary_json(input: &ReportInput<'_>) -> Value {
     })
 }
 
+/// Formats one percentile of `latency`, or `-` when nothing was measured.
+fn latency_ms(latency: &LatencySummary, value_ms: f64) -> String {
+    if latency.count == 0 {
+        return "-".to_string();
+    }
+    format!("{value_ms:.2} ms")
+}
+
 fn ms(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.0} ms"))
 }
@@ -184,7 +195,13 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
 
     let verdict = if check.valid { "PASSED" } else { "FAILED" };
     let _ = writeln!(md, "# ringraft bench: {}\n", scenario.name);
-    let _ = writeln!(md, "{}\n", scenario.description);
+    // The description is the scenario file's text; flags may have changed the run since, so the
+    // list below, built from the settings used, is the authority.
+    let _ = writeln!(
+        md,
+        "Scenario {}: {}\n\nThis run's settings, with any command-line overrides:\n",
+        input.resolved.origin, scenario.description
+    );
     let _ = writeln!(
         md,
         "- started: {} (UTC)",
@@ -217,10 +234,10 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
     };
     let _ = writeln!(
         md,
-        "- load: {} sessions, mix {} (Add:Query), {mode}, {} measured, seed {}",
+        "- load: {} sessions, mix {} (Add:Query), {mode}, {:.1} s measured, seed {}",
         input.workload.sessions,
         input.workload.mix,
-        format_duration(load.measured),
+        load.measured.as_secs_f64(),
         load.seed
     );
     let faults: Vec<String> = scenario.faults.iter().map(ToString::to_string).collect();
@@ -275,16 +292,16 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
         let l = &op.latency;
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             op.counts.sent,
             op.counts.ok,
             op.counts.failed,
             op.counts.indeterminate + op.counts.in_flight,
-            l.p50_ms,
-            l.p90_ms,
-            l.p99_ms,
-            l.p999_ms,
-            l.max_ms
+            latency_ms(l, l.p50_ms),
+            latency_ms(l, l.p90_ms),
+            latency_ms(l, l.p99_ms),
+            latency_ms(l, l.p999_ms),
+            latency_ms(l, l.max_ms)
         );
     }
     let _ = writeln!(
@@ -439,7 +456,7 @@ pub fn write(input: &ReportInput<'_>) -> Result<(String, Value), String> {
 
     let check = input.check;
     let mut short = format!(
-        "check {}: {} ops checked, {} lost acked adds, {} duplicate applies, {} stale reads, {} failed adds present\nthroughput {:.0} ops/s; Add p99 {:.2} ms, Query p99 {:.2} ms",
+        "check {}: {} ops checked, {} lost acked adds, {} duplicate applies, {} stale reads, {} failed adds present\nthroughput {:.0} ops/s; Add p99 {}, Query p99 {}",
         if check.valid { "passed" } else { "FAILED" },
         check.checked_ops,
         check.lost_acked_adds,
@@ -447,8 +464,8 @@ pub fn write(input: &ReportInput<'_>) -> Result<(String, Value), String> {
         check.stale_reads,
         check.failed_adds_present,
         input.load.throughput_ops_per_s,
-        input.load.add.latency.p99_ms,
-        input.load.query.latency.p99_ms,
+        latency_ms(&input.load.add.latency, input.load.add.latency.p99_ms),
+        latency_ms(&input.load.query.latency, input.load.query.latency.p99_ms),
     );
     for f in input.faults {
         let _ = write!(

@@ -179,7 +179,7 @@ pub enum ScenarioError {
     },
     #[error("invalid --workload override '{text}': expected KEY=VALUE, for example --workload payload_bytes=128")]
     Override { text: String },
-    #[error("invalid scenario {origin}: {reason}")]
+    #[error("invalid setting (scenario {origin} with the command-line flags): {reason}")]
     Invalid { origin: String, reason: String },
 }
 
@@ -346,8 +346,15 @@ fn validate(resolved: &ResolvedScenario) -> Result<(), ScenarioError> {
         reason,
     };
 
-    if scenario.duration.is_zero() {
-        return Err(invalid("the duration must be greater than zero".into()));
+    // Bounds of the load's length: shorter than a second measures nothing, and the upper
+    // bound keeps the value within what the load generator's settings can carry.
+    const MIN_DURATION: Duration = Duration::from_secs(1);
+    const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+    if scenario.duration < MIN_DURATION || scenario.duration > MAX_DURATION {
+        return Err(invalid(format!(
+            "duration {} (--duration or `duration`) is outside 1s to 168h; give a value such as 20s",
+            format_duration(scenario.duration)
+        )));
     }
     if resolved.external_cluster.is_empty() && scenario.nodes == 0 {
         return Err(invalid("nodes must be at least 1".into()));
@@ -365,7 +372,7 @@ fn validate(resolved: &ResolvedScenario) -> Result<(), ScenarioError> {
     // process starts instead of as a server that exits at once.
     if let Err(e) = scenario.server.storage.parse::<ringraft_storage::Backend>() {
         return Err(invalid(format!(
-            "storage '{}': {e}",
+            "storage '{}' (--storage or [server] storage): {e}",
             scenario.server.storage
         )));
     }
@@ -374,7 +381,10 @@ fn validate(resolved: &ResolvedScenario) -> Result<(), ScenarioError> {
         .fsync
         .parse::<ringraft_storage::SyncPolicy>()
     {
-        return Err(invalid(format!("fsync '{}': {e}", scenario.server.fsync)));
+        return Err(invalid(format!(
+            "fsync '{}' (--fsync or [server] fsync): {e}",
+            scenario.server.fsync
+        )));
     }
 
     for fault in &scenario.faults {
@@ -422,6 +432,23 @@ mod tests {
             let scenario = parse_text(text, name).unwrap();
             assert_eq!(&scenario.name, name);
             assert!(scenario.nodes >= 1);
+        }
+    }
+
+    #[test]
+    fn duration_out_of_bounds_names_flag() {
+        for duration in [
+            Duration::from_millis(100),
+            Duration::from_secs(8 * 24 * 3600),
+        ] {
+            let args = BenchArgs {
+                duration: Some(duration),
+                no_faults: true,
+                ..BenchArgs::default()
+            };
+            let message = resolve(&args).unwrap_err().to_string();
+            assert!(message.contains("--duration"), "{message}");
+            assert!(message.contains("1s to 168h"), "{message}");
         }
     }
 
