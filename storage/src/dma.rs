@@ -172,7 +172,7 @@ fn check_direct_io(dir: &Path) -> Result<(), StorageError> {
 }
 
 /// Returns the `f_type` magic number that statfs(2) reports for `path`.
-fn filesystem_type(path: &Path) -> Result<libc::c_long, StorageError> {
+pub(crate) fn filesystem_type(path: &Path) -> Result<libc::c_long, StorageError> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
         StorageError::io(
             "statfs",

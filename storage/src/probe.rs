@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use glommio::LocalExecutorBuilder;
 
+use crate::dma::filesystem_type;
 use crate::{check_backend_dir, segment, Backend, StorageError};
 
 /// Settings of a probe run. `Default` gives the documented sizes and 3 s per part.
@@ -129,6 +130,8 @@ pub struct ProbeReport {
     pub direct: Option<DirectProbe>,
     /// Why the O_DIRECT part did not run.
     pub direct_skipped: Option<String>,
+    /// A warning about what the figures mean, such as a directory that is not on a disk.
+    pub warning: Option<String>,
 }
 
 impl ProbeReport {
@@ -161,6 +164,9 @@ impl ProbeReport {
                 "  sequential O_DIRECT writes: not measured: {}\n",
                 self.direct_skipped.as_deref().unwrap_or("unknown reason")
             )),
+        }
+        if let Some(warning) = &self.warning {
+            text.push_str(&format!("  warning: {warning}\n"));
         }
         text
     }
@@ -200,16 +206,42 @@ pub fn probe(dir: &Path, config: &ProbeConfig) -> Result<ProbeReport, StorageErr
     }
 
     let fdatasync = probe_fdatasync(dir, config)?;
-    let (direct, direct_skipped) = match check_backend_dir(Backend::Dma, dir) {
-        Ok(()) => (Some(probe_direct(dir, config)?), None),
-        Err(error @ StorageError::DirectIoUnsupported { .. }) => (None, Some(error.to_string())),
-        Err(error) => return Err(error),
+
+    // tmpfs is checked by type, because it accepts O_DIRECT opens and serves them from memory.
+    let tmpfs = filesystem_type(dir)? == libc::TMPFS_MAGIC;
+    let (direct, direct_skipped) = if tmpfs {
+        (
+            None,
+            Some(format!(
+                "{} is a tmpfs, which has no O_DIRECT",
+                dir.display()
+            )),
+        )
+    } else {
+        match check_backend_dir(Backend::Dma, dir) {
+            Ok(()) => (Some(probe_direct(dir, config)?), None),
+            Err(StorageError::DirectIoUnsupported { source, .. }) => (
+                None,
+                Some(format!(
+                    "the file system of {} does not support O_DIRECT ({source})",
+                    dir.display()
+                )),
+            ),
+            Err(error) => return Err(error),
+        }
     };
+    let warning = tmpfs.then(|| {
+        format!(
+            "{} is a tmpfs: it keeps files in memory, so these figures measure memory, not a disk",
+            dir.display()
+        )
+    });
     Ok(ProbeReport {
         dir: dir.to_path_buf(),
         fdatasync,
         direct,
         direct_skipped,
+        warning,
     })
 }
 
