@@ -38,7 +38,7 @@ pub fn server(args: ringraft::server::ServerArgs) -> ExitCode {
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Members to ask, as HOST:PORT,HOST:PORT,...
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = parse_host_port)]
     pub cluster: Vec<String>,
     /// Cluster name the servers were started with.
     #[arg(long, default_value = "ringraft")]
@@ -47,7 +47,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Per-member timeout in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 }
 
@@ -112,7 +112,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "{addr:<22} unreachable: {e}");
+                    let _ = writeln!(out, "{addr:<22} no status: {e}");
                 }
             }
         }
@@ -269,7 +269,7 @@ pub struct DiskProbeArgs {
     /// the probe writes up to about 1 GiB there and removes it again.
     pub dir: PathBuf,
     /// Time limit of each of the two measurements, like 3s or 500ms.
-    #[arg(long, default_value = "3s", value_parser = ringraft::harness::faults::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = parse_positive_duration)]
     pub duration: Duration,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -295,4 +295,28 @@ pub fn disk_probe(args: DiskProbeArgs) -> ExitCode {
         print!("{}", report.render_text());
     }
     ExitCode::SUCCESS
+}
+
+/// Parses a duration such as 3s or 500ms and rejects zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = ringraft::harness::faults::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "'{text}' is zero; give a positive duration such as 3s"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Accepts HOST:PORT with a port number, so that a typo fails before any member is asked.
+fn parse_host_port(text: &str) -> Result<String, String> {
+    let valid = text
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid {
+        return Err(format!(
+            "'{text}' is not HOST:PORT; give an address such as 127.0.0.1:7401"
+        ));
+    }
+    Ok(text.to_string())
 }

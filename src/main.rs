@@ -29,7 +29,8 @@ enum Command {
     Server(ringraft::server::ServerArgs),
     /// Drive an existing cluster with the session workload and record latencies.
     Load(Box<cli::LoadArgs>),
-    /// Show each member's role, term, commit and applied index and the leader it reports.
+    /// Show each member's role, term, leader, log, commit and applied index, open sessions,
+    /// storage backend, and the syncs (fdatasync, msync and fsync) it issued since it started.
     Status(cli::StatusArgs),
     /// Verify or dump a log directory.
     #[command(subcommand)]

@@ -386,3 +386,24 @@ fn corrupt_log_refused_then_repaired() {
     cluster.spawn(1);
     assert_eq!(cluster.wait_for_leader(&[1], ELECTION), 1);
 }
+
+#[test]
+fn status_rejects_bad_address_and_timeout() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringraft"))
+            .arg("status")
+            .args(args)
+            .output()
+            .expect("running ringraft status")
+    };
+
+    let output = run(&["--cluster", "127.0.0.1:7401,nonsense"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("'nonsense' is not HOST:PORT"), "{stderr}");
+
+    let output = run(&["--cluster", "127.0.0.1:7401", "--timeout-ms", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--timeout-ms"), "{stderr}");
+}
