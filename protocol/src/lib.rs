@@ -45,7 +45,11 @@ pub struct Member {
 }
 
 /// Role of a server in the Raft protocol.
+///
+/// JSON (`ringraft status --json`, result files) uses the same names as `Display`. The wire
+/// encoding is unaffected: bincode encodes the variant's index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     Follower,
     /// Polling peers (pre-vote) without having incremented its term.
@@ -63,5 +67,24 @@ impl std::fmt::Display for Role {
             Role::Leader => "leader",
         };
         f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_json_matches_display() {
+        for role in [
+            Role::Follower,
+            Role::PreCandidate,
+            Role::Candidate,
+            Role::Leader,
+        ] {
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{role}\""));
+            assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), role);
+        }
     }
 }
