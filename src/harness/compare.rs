@@ -87,6 +87,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
         super::run::default_out_dir(&format!("compare-{}", resolved.scenario.name), started)
     });
     let out_existed = out.exists();
+    if out.join(COMPARE_JSON_FILE).exists() {
+        tracing::warn!(
+            out = %out.display(),
+            "the directory holds an earlier comparison: its files are overwritten, and directories of backends not in this run stay"
+        );
+    }
     std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
         operation: "create result directory",
         path: out.clone(),
