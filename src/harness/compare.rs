@@ -3,7 +3,7 @@
 //! Each backend gets an ordinary bench run in `<out>/<backend>/`, with the same scenario,
 //! flags and workload seed, so the runs differ only in `--storage`. Before the runs, the disk
 //! under `<out>` (where the servers keep their data) is probed for its own limits, so the table
-//! can say how close each backend gets to the disk. `compare.json` carries every figure and
+//! shows how close each backend gets to the disk. `compare.json` carries every figure and
 //! `compare.md` is the page to read.
 //!
 //! Design choices:
@@ -90,7 +90,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
     if out.join(COMPARE_JSON_FILE).exists() {
         tracing::warn!(
             out = %out.display(),
-            "the directory holds an earlier comparison: its files are overwritten, and directories of backends not in this run stay"
+            "the directory contains an earlier comparison: its files are overwritten, and directories of backends not in this run stay"
         );
     }
     std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
@@ -321,7 +321,7 @@ fn number(value: &Value, decimals: usize) -> String {
         .map_or("-".to_string(), |v| format_grouped(v, decimals))
 }
 
-/// Formats with thousands separators, as the rest of the reports do for large counts.
+/// Formats a number with thousands separators, for large counts.
 fn format_grouped(value: f64, decimals: usize) -> String {
     let text = format!("{value:.decimals$}");
     let (int, frac) = text
@@ -364,7 +364,7 @@ fn latency_ms(latency: &Value) -> String {
     )
 }
 
-/// The main table, as Markdown.
+/// Renders the main table as Markdown.
 fn table(compare: &Value) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "| backend | check | Adds/s | Queries/s | Add p50 / p99 / p99.9 ms | Query p50 / p99 / p99.9 ms | fsyncs/s | of disk fdatasync/s | disk MiB/s | of O_DIRECT MiB/s | disk bytes/entry | log bytes/entry | CPU µs/entry |");
@@ -407,7 +407,7 @@ fn table(compare: &Value) -> String {
     md
 }
 
-/// `compare.md`: what was run, the disk's limits, the table, and how to read it.
+/// Renders `compare.md`: what was run, the disk's limits, the table, and how to read it.
 fn compare_markdown(compare: &Value, out: &Path) -> String {
     let mut md = String::new();
     let scenario = compare["scenario"].as_str().unwrap_or("?");
