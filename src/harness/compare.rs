@@ -10,8 +10,8 @@
 //! - Everything that can be rejected is rejected before the first server starts: unknown or
 //!   repeated backends, a scenario or flag error for any backend, and a directory whose file
 //!   system cannot hold one of the backends (O_DIRECT for `dma`).
-//! - Dirty pages of the previous run are flushed (sync(2)) before each run, so a backend does
-//!   not pay for its predecessor's writeback.
+//! - Every run flushes the machine's dirty pages before its servers start (see
+//!   `super::run`), so a backend does not pay for its predecessor's writeback.
 //! - A backend whose run fails is reported in the table and the others still run; Ctrl-C stops
 //!   after the current run.
 //!
@@ -141,7 +141,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
             out: Some(dir.clone()),
             ..base.clone()
         };
-        flush_page_cache();
         println!(
             "\nringraft bench: storage {backend} ({} of {})",
             rows.len() + 1,
@@ -221,12 +220,6 @@ fn parse_backends(names: &[String]) -> Result<Vec<Backend>, BenchError> {
         ));
     }
     Ok(backends)
-}
-
-/// Flushes every dirty page of the machine, so that the next run starts with a clean cache.
-fn flush_page_cache() {
-    // SAFETY: sync(2) takes no arguments and touches no memory of this process.
-    unsafe { libc::sync() };
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), BenchError> {
