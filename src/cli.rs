@@ -265,8 +265,8 @@ pub fn bench(args: ringraft::harness::BenchArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 pub struct DiskProbeArgs {
-    /// Directory on the disk to measure: where the servers' --data-dir would be. It must exist;
-    /// the probe writes up to about 1 GiB there and removes it again.
+    /// Directory on the disk to measure, where the servers' --data-dir would be. It must exist.
+    /// The probe writes up to about 1 GiB there and removes it again.
     pub dir: PathBuf,
     /// Time limit of each of the two measurements, like 3s or 500ms.
     #[arg(long, default_value = "3s", value_parser = parse_positive_duration)]

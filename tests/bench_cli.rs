@@ -1,17 +1,10 @@
 //! `ringraft bench` rejects bad input before any server starts.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn bench(args: &[&str], out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringraft"))
-        .arg("bench")
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("running ringraft bench")
-}
+mod common;
+
+use common::bench;
 
 fn assert_no_server_started(out: &Path) {
     assert!(

@@ -2,19 +2,12 @@
 //! the bad input it must reject before any server starts.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn bench(args: &[&str], out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringraft"))
-        .arg("bench")
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("running ringraft bench")
-}
+mod common;
+
+use common::bench;
 
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)

@@ -209,8 +209,8 @@ pub struct NodeStatus {
     pub expired_sessions: u64,
     /// Elections this server has started (pre-votes that reached a majority) since it started.
     pub elections_started: u64,
-    /// The server process's storage and its counters. Filled in by the server runtime; the
-    /// consensus core, which does no I/O, leaves it at the default.
+    /// The server process's storage and its counters. The server runtime fills it in, because
+    /// the consensus core does no I/O and leaves it at the default.
     pub storage: StorageStatus,
 }
 

@@ -46,7 +46,7 @@ struct Row {
     outcome: Result<Value, String>,
 }
 
-/// Runs the comparison; the entry point from [`super::run`].
+/// Runs the comparison, called from [`super::run`].
 pub fn run(args: BenchArgs) -> Result<ExitCode, BenchError> {
     let backends = parse_backends(&args.compare_storage)?;
 
@@ -295,7 +295,7 @@ fn compare_json(
         "seed": seed,
         "scenario": first.map_or(Value::Null, |s| s["scenario"].clone()),
         "config": first.map_or(Value::Null, |s| {
-            // The settings shared by every run; the storage differs per run, see `backends`.
+            // The settings shared by every run. The storage differs per run, as `backends` shows.
             let mut config = s["config"]["scenario"].clone();
             config["server"]["storage"] = json!(rows.iter().map(|r| r.backend.to_string()).collect::<Vec<_>>());
             config

@@ -195,8 +195,8 @@ pub fn summary_markdown(input: &ReportInput<'_>, summary: &Value) -> String {
 
     let verdict = if check.valid { "PASSED" } else { "FAILED" };
     let _ = writeln!(md, "# ringraft bench: {}\n", scenario.name);
-    // The description is the scenario file's text; flags may have changed the run since, so the
-    // list below, built from the settings used, is the authority.
+    // The description is the scenario file's text, and flags may have changed the run. The
+    // list below is built from the settings the run used.
     let _ = writeln!(
         md,
         "Scenario {}: {}\n\nThis run's settings, with any command-line overrides:\n",

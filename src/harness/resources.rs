@@ -12,9 +12,9 @@
 //! - fsyncs and record bytes from the server's own counters (`StorageStatus` in its status).
 //! - Committed entries: the growth of the highest commit index any node reports.
 //!
-//! Invariant: a node whose process changed between the two samples (killed and restarted) or
-//! could not be read is left out of the totals, and the usage says which nodes those were, so a
-//! partial figure is never presented as a whole one.
+//! Invariant: a node whose process changed between the two samples (killed and restarted), or
+//! that could not be read, is left out of the totals. The usage lists those nodes, so a partial
+//! figure is never presented as a whole one.
 //!
 //! Not done yet: the load generator's own CPU time is not reported, and clusters given with
 //! `--cluster` are not sampled (their processes are not ours to read).

@@ -62,7 +62,7 @@ pub enum BenchError {
     Signal(std::io::Error),
     #[error("failed to write the results: {0}")]
     Report(String),
-    /// A setting rejected before any server starts; the message names it and the fix.
+    /// A setting rejected before any server starts. The message names it and the fix.
     #[error("{0}")]
     Invalid(String),
 }

@@ -149,8 +149,8 @@ pub async fn open_log(dir: &Path, config: &LogConfig) -> Result<Log, StorageErro
 }
 
 /// Checks that logs of `backend` can live under `dir` (an existing directory) without opening
-/// one: today that means a file system that performs O_DIRECT for `dma`; the other backends
-/// accept any directory.
+/// one. Today that means a file system that performs O_DIRECT for `dma`, and the other
+/// backends accept any directory.
 ///
 /// Tools call this before they start anything that would fail later on the same check, such as
 /// the server processes of a bench run. The check runs in a scratch subdirectory that it

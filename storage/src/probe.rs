@@ -47,7 +47,7 @@ pub struct ProbeConfig {
     pub sync_write_size: usize,
     /// Size of the fdatasync part's file: the part stops early when it is full.
     pub sync_file_size: u64,
-    /// Bytes per write of the O_DIRECT part; a multiple of 4 KiB.
+    /// Bytes per write of the O_DIRECT part, a multiple of 4 KiB.
     pub direct_block_size: usize,
     /// O_DIRECT writes kept in flight.
     pub direct_depth: usize,
@@ -126,16 +126,16 @@ pub struct DirectProbe {
 pub struct ProbeReport {
     pub dir: PathBuf,
     pub fdatasync: SyncProbe,
-    /// `None` when the file system has no O_DIRECT (tmpfs, for example); see `direct_skipped`.
+    /// `None` when the file system has no O_DIRECT (tmpfs, for example). See `direct_skipped`.
     pub direct: Option<DirectProbe>,
-    /// Why the O_DIRECT part did not run.
+    /// Reason the O_DIRECT part did not run.
     pub direct_skipped: Option<String>,
     /// A warning about what the figures mean, such as a directory that is not on a disk.
     pub warning: Option<String>,
 }
 
 impl ProbeReport {
-    /// A short text for people: one line per part.
+    /// Renders the report as text for people, one line per part.
     pub fn render_text(&self) -> String {
         let sync = &self.fdatasync;
         let mut text = format!(
@@ -431,7 +431,7 @@ mod tests {
                 assert!(direct.bytes <= 8 << 20, "{direct:?}");
                 assert_eq!(direct.bytes % (1 << 20), 0);
             }
-            // The system temporary directory may be a tmpfs; the reason must name O_DIRECT.
+            // The system temporary directory may be a tmpfs, and then the reason must name O_DIRECT.
             (None, Some(reason)) => assert!(reason.contains("O_DIRECT"), "{reason}"),
             other => panic!("exactly one of direct and direct_skipped expected: {other:?}"),
         }

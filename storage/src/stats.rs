@@ -10,8 +10,8 @@
 //! it names, with relaxed atomics (they order nothing).
 //!
 //! What the counters cannot see: the file system's own journal writes and the device's cache
-//! flushes. `bytes_written` counts record bytes handed to segment writes; what reaches the disk
-//! (page-sized writebacks, rewritten O_DIRECT tail blocks) is larger, and the harness reads that
+//! flushes. `bytes_written` counts record bytes handed to segment writes. What reaches the disk
+//! (page-sized writebacks, rewritten O_DIRECT tail blocks) is larger, so the harness reads that
 //! from `/proc/<pid>/io` instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};

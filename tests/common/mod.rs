@@ -7,7 +7,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,17 @@ use ringraft_protocol::{
 };
 
 pub const CLUSTER_ID: &str = "ringraft-test";
+
+/// Runs `ringraft bench ARGS --out OUT` to completion and returns what it printed.
+pub fn bench(args: &[&str], out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringraft"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("running ringraft bench")
+}
 
 /// Ports that were free a moment ago on 127.0.0.1.
 pub fn free_ports(count: usize) -> Vec<u16> {
